@@ -1,0 +1,148 @@
+"""Build an index directory from articles: chunk, embed, index, store, publish."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import faiss
+import numpy as np
+from tqdm import tqdm
+
+from indexer.chunking import Chunk, Chunker, ChunkerConfig, embedding_text
+from indexer.corpus import Article, LoadReport, corpus_fingerprint, load_corpus
+from indexer.embedding import Embedder
+from indexer.errors import CorpusError
+from indexer.lexical import LexicalIndex
+from indexer.manifest import LEXICAL_DIR, STORE_NAME, VECTORS_NAME, Manifest
+from indexer.publish import build_lock, clean_stale_builds, new_build_dir, publish
+from indexer.store import write_store
+from indexer.tokens import wordpiece_counter
+
+log = logging.getLogger(__name__)
+
+EMBED_BATCH = 256
+
+
+@dataclass(frozen=True)
+class LexicalConfig:
+    """BM25 settings, recorded in the manifest."""
+
+    k1: float = 1.2
+    b: float = 0.75
+    title_in_chunks: bool = True
+
+
+@dataclass
+class BuildResult:
+    index_id: str
+    path: Path
+    articles: int
+    chunks: int
+    seconds: float
+    report: LoadReport = field(default_factory=LoadReport)
+
+
+def index_corpus(
+    corpus: Path,
+    root: Path,
+    embedder: Embedder,
+    chunker: ChunkerConfig | None = None,
+    lexical: LexicalConfig | None = None,
+    progress: bool | None = None,
+    say: Callable[[str], None] = log.info,
+) -> BuildResult:
+    """Load the corpus at `corpus` and publish an index of it under `root`."""
+    started = time.perf_counter()
+    articles, report = load_corpus(corpus)
+    say(f"Loaded {corpus}: {report.summary()}")
+    result = build_index(articles, root, embedder, chunker, lexical, progress, say, report)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def build_index(
+    articles: Sequence[Article],
+    root: Path,
+    embedder: Embedder,
+    chunker: ChunkerConfig | None = None,
+    lexical: LexicalConfig | None = None,
+    progress: bool | None = None,
+    say: Callable[[str], None] = log.info,
+    report: LoadReport | None = None,
+) -> BuildResult:
+    """Chunk, embed and index `articles` in a new build directory, then publish it atomically."""
+    if not articles:
+        raise CorpusError("No articles to index: the corpus is empty or every file was skipped.")
+    started = time.perf_counter()
+    chunker = chunker or ChunkerConfig()
+    lexical = lexical or LexicalConfig()
+    with build_lock(root):
+        removed = clean_stale_builds(root)
+        if removed:
+            say(f"Removed {len(removed)} stale build(s) left by an earlier run")
+        build = new_build_dir(root)
+        chunks = chunk_articles(articles, chunker, progress)
+        say(f"Chunked {len(articles)} articles into {len(chunks)} chunks")
+        titles = {a.article_id: a.title for a in articles}
+        vectors = embed_texts(
+            embedder, [embedding_text(titles[c.article_id], c.text, chunker) for c in chunks], progress
+        )
+        index = faiss.IndexFlatIP(embedder.dimension)
+        index.add(vectors)
+        faiss.write_index(index, str(build / VECTORS_NAME))
+        lexical_texts = [f"{titles[c.article_id]}\n{c.text}" if lexical.title_in_chunks else c.text for c in chunks]
+        LexicalIndex.build(lexical_texts, lexical.k1, lexical.b).save(build / LEXICAL_DIR)
+        write_store(build / STORE_NAME, articles, chunks)
+        report = report or LoadReport(loaded=len(articles))
+        Manifest(
+            index_id=build.name,
+            model_id=embedder.model_id,
+            dimension=embedder.dimension,
+            chunker=chunker.to_dict(),
+            lexical={"k1": lexical.k1, "b": lexical.b, "title_in_chunks": lexical.title_in_chunks},
+            faiss_factory="Flat",
+            counts={
+                "articles": len(articles),
+                "chunks": len(chunks),
+                "skipped": len(report.skipped),
+                "duplicates": len(report.duplicates),
+            },
+            corpus_fingerprint=corpus_fingerprint(list(articles)),
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        ).write(build)  # written last: a build without a manifest is incomplete
+        publish(root, build)
+    seconds = time.perf_counter() - started
+    say(f"Published index {build.name} at {root} ({len(articles)} articles, {len(chunks)} chunks) in {seconds:.1f}s")
+    return BuildResult(build.name, build, len(articles), len(chunks), seconds, report)
+
+
+def chunk_articles(articles: Sequence[Article], config: ChunkerConfig, progress: bool | None = None) -> list[Chunk]:
+    """All chunks of all articles, in article order."""
+    chunker = Chunker(config, wordpiece_counter())
+    chunks: list[Chunk] = []
+    for article in tqdm(articles, desc="Chunking", unit="article", disable=_disabled(progress, len(articles))):
+        chunks.extend(chunker.chunk(article))
+    return chunks
+
+
+def embed_texts(embedder: Embedder, texts: Sequence[str], progress: bool | None = None) -> np.ndarray:
+    """Embed in batches, with a progress bar on a terminal."""
+    out = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
+    with tqdm(total=len(texts), desc="Embedding", unit="chunk", disable=_disabled(progress, len(texts))) as bar:
+        for start in range(0, len(texts), EMBED_BATCH):
+            batch = texts[start : start + EMBED_BATCH]
+            out[start : start + len(batch)] = embedder.embed(batch)
+            bar.update(len(batch))
+    return out
+
+
+def _disabled(progress: bool | None, total: int) -> bool | None:
+    """tqdm's `disable`: None shows the bar only on a terminal."""
+    if progress is None:
+        return None if total > 1 else True
+    return not progress

@@ -1,0 +1,150 @@
+"""The `newsdesk` command: index, search, serve, ask, eval, bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+
+from indexer.errors import InvalidQuery, NewsdeskError
+
+DEFAULT_CORPUS = Path("corpus")
+DEFAULT_INDEX_DIR = Path(".newsdesk/index")
+
+
+def default_index_dir() -> Path:
+    """$NEWSDESK_INDEX_DIR, else .newsdesk/index under the current directory."""
+    return Path(os.environ.get("NEWSDESK_INDEX_DIR", DEFAULT_INDEX_DIR))
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _embedder():  # type: ignore[no-untyped-def]
+    from indexer.embedding import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder()
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from indexer.build import index_corpus
+
+    corpus = Path(args.corpus)
+    if not corpus.exists():
+        raise NewsdeskError(f"Corpus directory {corpus} does not exist.")
+    logging.getLogger("indexer.corpus").setLevel(logging.WARNING)
+    result = index_corpus(corpus, Path(args.index_dir), _embedder(), say=_say)
+    report = result.report
+    print(
+        f"Indexed {result.articles} articles as {result.chunks} chunks in {result.seconds:.1f}s "
+        f"({len(report.skipped)} skipped, {len(report.duplicates)} duplicates) -> {args.index_dir}"
+    )
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from indexer.search import Filters, SearchIndex
+
+    filters = Filters(args.source, _date_arg(args.date_from, "--from"), _date_arg(args.date_to, "--to"))
+    index = SearchIndex.load(Path(args.index_dir), _embedder())
+    hits = index.search(args.query, k=args.k, mode=args.mode, filters=filters)
+    if args.json:
+        print(json.dumps({"query": args.query, "mode": args.mode, "hits": [h.to_dict() for h in hits]},
+                         ensure_ascii=False, indent=2))
+        return 0
+    if not hits:
+        print("No matching passages.")
+    for hit in hits:
+        c = hit.citation
+        where = ", ".join(x for x in (c.source, c.date) if x)
+        print(f"{hit.rank}. [{hit.score:.3f}] {c.title}" + (f" ({where})" if where else ""))
+        print(f"   {c.article_id} chars {c.start}-{c.end}")
+        print(textwrap.indent(textwrap.fill(" ".join(hit.text.split()), 100), "   "))
+        print()
+    return 0
+
+
+def _date_arg(value: str | None, flag: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidQuery(flag, f"{flag} must be a date as YYYY-MM-DD, got {value!r}") from None
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if not 1 <= number <= 100:
+        raise argparse.ArgumentTypeError("must be between 1 and 100")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="newsdesk", description="Semantic search over news articles.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    index_dir_help = f"index directory (default: $NEWSDESK_INDEX_DIR or {DEFAULT_INDEX_DIR})"
+    p = add("index", cmd_index, "Index a folder of articles and publish the index atomically.")
+    p.add_argument("corpus", nargs="?", default=str(DEFAULT_CORPUS), help="corpus directory (default: corpus/)")
+    p.add_argument("--index-dir", default=str(default_index_dir()), help=index_dir_help)
+
+    p = add("search", cmd_search, "Search the index and print ranked, cited passages.")
+    p.add_argument("query")
+    p.add_argument("-k", type=_positive_int, default=5, help="number of passages (1-100, default 5)")
+    p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid")
+    p.add_argument("--source", help="only articles from this source")
+    p.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="only articles on or after this date")
+    p.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="only articles on or before this date")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--index-dir", default=str(default_index_dir()), help=index_dir_help)
+
+    for register in _extensions():
+        register(add)
+    return parser
+
+
+def _extensions() -> list[Callable[..., None]]:
+    """Subcommands that live with the parts they drive (serve in api/, eval and bench in eval/)."""
+    registers = []
+    for module in ("api.cli", "eval.cli"):
+        try:
+            registers.append(__import__(module, fromlist=["register"]).register)
+        except ImportError:
+            continue
+    return registers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except NewsdeskError as exc:
+        print(f"newsdesk: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("newsdesk: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

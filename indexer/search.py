@@ -1,0 +1,320 @@
+"""Load a published index and search it: dense, lexical, or both fused."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Literal, get_args
+
+import faiss
+import numpy as np
+
+from indexer.analysis import analyze, terms_with_offsets
+from indexer.corpus import Article
+from indexer.embedding import Embedder
+from indexer.errors import CorruptIndex, InvalidQuery
+from indexer.lexical import LexicalIndex
+from indexer.manifest import LEXICAL_DIR, STORE_NAME, VECTORS_NAME, Manifest
+from indexer.publish import current_build
+from indexer.store import ChunkRow, ChunkStore
+
+Mode = Literal["hybrid", "dense", "lexical"]
+Fusion = Literal["convex", "rrf"]
+MODES: tuple[str, ...] = get_args(Mode)
+RRF_K = 60
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How hybrid search fuses its two sides."""
+
+    fusion: Fusion = "convex"
+    alpha: float = 0.5  # weight of the dense side in convex fusion
+    depth: int = 100  # candidates taken from each side before fusion
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Restrict results by article source (case-insensitive) and date range (inclusive)."""
+
+    source: str | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+
+    def __post_init__(self) -> None:
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise InvalidQuery("date_from", "date_from must not be after date_to")
+
+    @property
+    def active(self) -> bool:
+        return bool(self.source or self.date_from or self.date_to)
+
+
+@dataclass(frozen=True)
+class Citation:
+    article_id: str
+    title: str
+    source: str | None
+    date: str | None
+    url: str | None
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Hit:
+    rank: int
+    score: float
+    chunk_id: str
+    text: str
+    citation: Citation
+    highlights: list[tuple[int, int]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["highlights"] = [{"start": s, "end": e} for s, e in self.highlights]
+        return data
+
+
+class SearchIndex:
+    """A loaded index. Thread-safe for concurrent searches."""
+
+    def __init__(
+        self,
+        path: Path,
+        manifest: Manifest,
+        store: ChunkStore,
+        vectors: faiss.Index,
+        lexical: LexicalIndex,
+        embedder: Embedder,
+        config: SearchConfig,
+    ) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.store = store
+        self.vectors = vectors
+        self.lexical = lexical
+        self.embedder = embedder
+        self.config = config
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._sources = np.array([(s or "").casefold() for s in store.article_sources], dtype=object)
+        self._dates = np.array([d or "" for d in store.article_dates], dtype=object)
+
+    @classmethod
+    def load(cls, root: Path | str, embedder: Embedder, config: SearchConfig | None = None) -> SearchIndex:
+        """Load the published index under `root`, refusing a mismatched or damaged one."""
+        build = current_build(Path(root))
+        manifest = Manifest.read(build)
+        manifest.check_compatible(embedder.model_id, embedder.dimension)
+        store = _load_store(build / STORE_NAME)
+        vectors = _load_vectors(build / VECTORS_NAME)
+        chunks = manifest.counts.get("chunks")
+        if vectors.ntotal != store.chunk_count or chunks != store.chunk_count or vectors.d != manifest.dimension:
+            raise CorruptIndex(
+                f"{build}: {vectors.ntotal} vectors ({vectors.d}-d), {store.chunk_count} stored chunks, "
+                f"manifest says {chunks} chunks ({manifest.dimension}-d). Rebuild the index with `newsdesk index`."
+            )
+        try:
+            lexical = LexicalIndex.load(build / LEXICAL_DIR, store.chunk_count)
+        except (OSError, ValueError, KeyError) as exc:
+            raise CorruptIndex(f"{build / LEXICAL_DIR} cannot be read ({exc}); rebuild the index.") from None
+        return cls(build, manifest, store, vectors, lexical, embedder, config or SearchConfig())
+
+    @property
+    def index_id(self) -> str:
+        return self.manifest.index_id
+
+    def article(self, article_id: str) -> Article | None:
+        return self.store.article(article_id)
+
+    def search(self, query: str, k: int = 10, mode: str = "hybrid", filters: Filters | None = None) -> list[Hit]:
+        """The top `k` passages for `query`, best first, each with its citation."""
+        positions, scores = self.rank(query, k, mode, filters)
+        rows = self.store.chunks(positions.tolist())
+        terms = set(analyze(query))
+        return [
+            _hit(rank, float(score), row, terms)
+            for rank, (row, score) in enumerate(zip(rows, scores, strict=True), 1)
+        ]
+
+    def search_articles(self, query: str, k: int = 10, mode: str = "hybrid") -> list[tuple[str, float]]:
+        """The top `k` articles, each scored by its best chunk."""
+        positions, scores = self.rank(query, max(k * 3, self.config.depth), mode, None, depth=max(k * 3, self.config.depth))
+        best: dict[str, float] = {}
+        for pos, score in zip(positions.tolist(), scores.tolist(), strict=True):
+            article_id = self.store.article_ids[self.store.chunk_article[pos]]
+            if article_id not in best:
+                best[article_id] = score
+        return list(best.items())[:k]
+
+    def rank(
+        self, query: str, k: int, mode: str, filters: Filters | None = None, depth: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Positions and scores of the top `k` chunks."""
+        query = _validate(query, k, mode)
+        mask = self._mask(filters) if filters and filters.active else None
+        depth = max(depth or self.config.depth, k)
+        if mode == "lexical":
+            return _top(self._lexical_scores(query, mask), k, positive=True)
+        dense_pos, dense_scores = self._dense(query, depth, mask)
+        if mode == "dense":
+            return dense_pos[:k], dense_scores[:k]
+        lexical_all = self._lexical_scores(query, mask)
+        lexical_pos, _ = _top(lexical_all, depth, positive=True)
+        return self._fuse(query, dense_pos, dense_scores, lexical_pos, lexical_all, k)
+
+    def embed_query(self, query: str) -> np.ndarray:
+        """The query's vector, from a small LRU cache when it was asked before."""
+        with self._cache_lock:
+            cached = self._query_cache.get(query)
+            if cached is not None:
+                self._query_cache.move_to_end(query)
+                return cached
+        vector = self.embedder.embed([query])[0]
+        with self._cache_lock:
+            self._query_cache[query] = vector
+            if len(self._query_cache) > 1024:
+                self._query_cache.popitem(last=False)
+        return vector
+
+    def _dense(self, query: str, depth: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        n = self.vectors.ntotal
+        if n == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        vector = self.embed_query(query).reshape(1, -1)
+        params = None
+        if mask is not None:
+            allowed = np.flatnonzero(mask).astype(np.int64)
+            if allowed.size == 0:
+                return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+        scores, positions = self.vectors.search(vector, min(depth, n), params=params)
+        keep = positions[0] >= 0
+        return positions[0][keep], scores[0][keep]
+
+    def _lexical_scores(self, query: str, mask: np.ndarray | None) -> np.ndarray:
+        scores = self.lexical.scores(query)
+        if mask is not None:
+            scores = np.where(mask, scores, 0.0).astype(np.float32)
+        return scores
+
+    def _fuse(
+        self,
+        query: str,
+        dense_pos: np.ndarray,
+        dense_scores: np.ndarray,
+        lexical_pos: np.ndarray,
+        lexical_all: np.ndarray,
+        k: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.config.fusion == "rrf":
+            fused: dict[int, float] = {}
+            for ranked in (dense_pos, lexical_pos):
+                for rank, pos in enumerate(ranked.tolist()):
+                    fused[pos] = fused.get(pos, 0.0) + 1.0 / (RRF_K + rank + 1)
+            candidates = np.fromiter(fused, dtype=np.int64, count=len(fused))
+            combined = np.fromiter(fused.values(), dtype=np.float64, count=len(fused))
+        else:
+            candidates = np.union1d(dense_pos, lexical_pos).astype(np.int64)
+            if candidates.size == 0:
+                return candidates, np.zeros(0, dtype=np.float32)
+            # Every candidate gets both real scores (a dense-only hit still has a BM25
+            # score and vice versa), so missing values never distort the fusion.
+            dense = self._dense_scores_of(query, candidates, dense_pos, dense_scores)
+            lexical = lexical_all[candidates].astype(np.float64)
+            combined = self.config.alpha * _minmax(dense) + (1 - self.config.alpha) * _minmax(lexical)
+        order = np.argsort(-combined, kind="stable")[:k]
+        return candidates[order], combined[order].astype(np.float32)
+
+    def _dense_scores_of(
+        self, query: str, candidates: np.ndarray, dense_pos: np.ndarray, dense_scores: np.ndarray
+    ) -> np.ndarray:
+        known = dict(zip(dense_pos.tolist(), dense_scores.tolist(), strict=True))
+        missing = [int(p) for p in candidates.tolist() if p not in known]
+        if missing:
+            query_vector = self.embed_query(query)
+            stored = np.vstack([self.vectors.reconstruct(p) for p in missing])
+            known.update(zip(missing, (stored @ query_vector).tolist(), strict=True))
+        return np.array([known[int(p)] for p in candidates.tolist()], dtype=np.float64)
+
+    def _mask(self, filters: Filters) -> np.ndarray:
+        """Boolean mask over chunks: True where the chunk's article passes the filters."""
+        allowed = np.ones(len(self._sources), dtype=bool)
+        if filters.source:
+            allowed &= self._sources == filters.source.casefold()
+        if filters.date_from:
+            allowed &= (self._dates != "") & (self._dates >= filters.date_from.isoformat())
+        if filters.date_to:
+            allowed &= (self._dates != "") & (self._dates <= filters.date_to.isoformat())
+        return allowed[self.store.chunk_article]
+
+
+def _validate(query: str, k: int, mode: str) -> str:
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidQuery("q", "The query is empty; type some words to search for.")
+    if mode not in MODES:
+        raise InvalidQuery("mode", f"Unknown mode {mode!r}; use one of: {', '.join(MODES)}.")
+    if not isinstance(k, int) or k < 1:
+        raise InvalidQuery("k", "k must be a positive integer.")
+    return query.strip()
+
+
+def _top(scores: np.ndarray, k: int, positive: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and scores of the k highest scores (only those > 0 if `positive`)."""
+    candidates = np.flatnonzero(scores > 0) if positive else np.arange(scores.size)
+    if candidates.size > k:
+        part = np.argpartition(-scores[candidates], k - 1)[:k]
+        candidates = candidates[part]
+    order = np.argsort(-scores[candidates], kind="stable")
+    chosen = candidates[order].astype(np.int64)
+    return chosen, scores[chosen]
+
+
+def _minmax(values: np.ndarray) -> np.ndarray:
+    low, high = float(values.min()), float(values.max())
+    if high - low < 1e-12:
+        return np.ones_like(values) if high > 0 else np.zeros_like(values)
+    return (values - low) / (high - low)
+
+
+def _hit(rank: int, score: float, row: ChunkRow, terms: set[str]) -> Hit:
+    citation = Citation(row.article_id, row.title, row.source, row.date, row.url, row.start, row.end)
+    return Hit(rank, score, row.chunk_id, row.text, citation, _highlights(row, terms))
+
+
+def _highlights(row: ChunkRow, terms: set[str]) -> list[tuple[int, int]]:
+    """Article offsets of the query's terms inside the passage, adjacent matches merged."""
+    spans: list[tuple[int, int]] = []
+    for term, start, end in terms_with_offsets(row.text):
+        if term in terms:
+            start, end = row.start + start, row.start + end
+            if spans and start <= spans[-1][1] + 1:
+                spans[-1] = (spans[-1][0], max(end, spans[-1][1]))
+            else:
+                spans.append((start, end))
+    return spans
+
+
+def _load_store(path: Path) -> ChunkStore:
+    import sqlite3
+
+    if not path.is_file():
+        raise CorruptIndex(f"{path} is missing; rebuild the index with `newsdesk index`.")
+    try:
+        return ChunkStore(path)
+    except sqlite3.DatabaseError as exc:
+        raise CorruptIndex(f"{path} is damaged ({exc}); rebuild the index with `newsdesk index`.") from None
+
+
+def _load_vectors(path: Path) -> faiss.Index:
+    if not path.is_file():
+        raise CorruptIndex(f"{path} is missing; rebuild the index with `newsdesk index`.")
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
+        raise CorruptIndex(f"{path} is truncated or damaged ({first_line}); rebuild the index.") from None

@@ -1,0 +1,33 @@
+"""CLI errors: clear messages and a non-zero exit, never a traceback (no model load needed)."""
+
+from pathlib import Path
+
+import pytest
+
+from indexer.cli import main
+
+
+def test_missing_index(tmp_path: Path, capsys):
+    assert main(["search", "cars", "--index-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "No index at" in err and "newsdesk index" in err and "Traceback" not in err
+
+
+def test_missing_corpus(tmp_path: Path, capsys):
+    assert main(["index", str(tmp_path / "nope"), "--index-dir", str(tmp_path / "i")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_bad_date_and_k(tmp_path: Path, capsys):
+    assert main(["search", "cars", "--from", "2020-13-01", "--index-dir", str(tmp_path)]) == 2
+    assert "YYYY-MM-DD" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["search", "cars", "-k", "0"])
+    assert exit_info.value.code == 2
+    assert "between 1 and 100" in capsys.readouterr().err
+
+
+def test_empty_corpus(tmp_path: Path, capsys):
+    (tmp_path / "c").mkdir()
+    assert main(["index", str(tmp_path / "c"), "--index-dir", str(tmp_path / "i")]) == 2
+    assert "No articles to index" in capsys.readouterr().err
