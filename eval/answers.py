@@ -160,7 +160,9 @@ def retrieve_all(index: SearchIndex, questions: Sequence[str], config: AnswerCon
 def cites_answer(answer: Answer, question: LabelledQuestion) -> bool:
     """Whether a cited sentence contains a labelled answer text from the labelled article."""
     return any(
-        c.article_id == article_id and text in c.quote for c in answer.citations for article_id, text in question.answers
+        c.article_id == article_id and text in c.quote
+        for c in answer.citations
+        for article_id, text in question.answers
     )
 
 
@@ -202,13 +204,17 @@ def contains_gold(answer: Answer, gold: GoldQuestion) -> bool:
 
 
 def realtimeqa_metrics(
-    answers: Sequence[Answer], ungated: Sequence[Answer], questions: Sequence[GoldQuestion],
-    retrieved: Sequence[Retrieved], paragraphs: dict[str, str],
+    answers: Sequence[Answer],
+    ungated: Sequence[Answer],
+    questions: Sequence[GoldQuestion],
+    retrieved: Sequence[Retrieved],
+    paragraphs: dict[str, str],
 ) -> dict[str, object]:
     """Answer-in-sentences share (abstention counts as a miss), plus what bounds it."""
     n = len(questions)
     top_sentence = sum(
-        any(normalise(t) in normalise(a.citations[0].quote) for t in q.answers) for a, q in zip(ungated, questions, strict=True)
+        any(normalise(t) in normalise(a.citations[0].quote) for t in q.answers)
+        for a, q in zip(ungated, questions, strict=True)
         if a.citations
     )
     return {
@@ -220,15 +226,24 @@ def realtimeqa_metrics(
         "answer_in_first_sentence_never_abstaining": _share(top_sentence, n),
         "abstained": _share(sum(not a.answerable for a in answers), n),
         "evidence_paragraph_retrieved": _share(
-            sum(bool(set(q.paragraphs) & {h.citation.article_id for h in r.hits}) for q, r in zip(questions, retrieved, strict=True)),
+            sum(
+                bool(set(q.paragraphs) & {h.citation.article_id for h in r.hits})
+                for q, r in zip(questions, retrieved, strict=True)
+            ),
             n,
         ),
         "answer_in_retrieved_passages": _share(
-            sum(any(normalise(t) in normalise(h.text) for t in q.answers for h in r.hits) for q, r in zip(questions, retrieved, strict=True)),
+            sum(
+                any(normalise(t) in normalise(h.text) for t in q.answers for h in r.hits)
+                for q, r in zip(questions, retrieved, strict=True)
+            ),
             n,
         ),
         "answer_in_evidence_paragraph": _share(
-            sum(any(normalise(t) in normalise(paragraphs.get(p, "")) for t in q.answers for p in q.paragraphs) for q in questions),
+            sum(
+                any(normalise(t) in normalise(paragraphs.get(p, "")) for t in q.answers for p in q.paragraphs)
+                for q in questions
+            ),
             n,
         ),
         "mean_sentences": _mean(len({(c.article_id, c.start) for c in a.citations}) for a in answers if a.answerable),
@@ -336,7 +351,9 @@ def run(data_dir: Path, cache: Path, limit: int | None, proxy: bool, tune: bool)
             hits = 0
             for r, q in zip(dev_r, dev, strict=True):
                 answer, _ = compose_from(r, config)
-                hits += bool(answer.citations) and any(normalise(t) in normalise(answer.citations[0].quote) for t in q.answers)
+                hits += bool(answer.citations) and any(
+                    normalise(t) in normalise(answer.citations[0].quote) for t in q.answers
+                )
             return hits / len(dev)
 
         if tune:
@@ -392,7 +409,9 @@ def run(data_dir: Path, cache: Path, limit: int | None, proxy: bool, tune: bool)
             "bins": calibration_table([a.confidence for a in dev_conf], dev_ok),
         }
         if proxy:
-            results["realtimeqa_evidence_removed"] = _evidence_removed(data_dir, cache, embedder, dev, test, shipped, probe)
+            results["realtimeqa_evidence_removed"] = _evidence_removed(
+                data_dir, cache, embedder, dev, test, shipped, probe
+            )
         results["latency_realtimeqa"] = measure_latency(
             SearchIndex.load(cache / "full", embedder), [q.question for q in test[:200]], shipped
         )
@@ -409,8 +428,13 @@ def _realtimeqa_split(
 
 
 def _evidence_removed(
-    data_dir: Path, cache: Path, embedder: Embedder, dev: list[GoldQuestion], test: list[GoldQuestion],
-    shipped: AnswerConfig, probe: AnswerConfig,
+    data_dir: Path,
+    cache: Path,
+    embedder: Embedder,
+    dev: list[GoldQuestion],
+    test: list[GoldQuestion],
+    shipped: AnswerConfig,
+    probe: AnswerConfig,
 ) -> dict[str, object]:
     """Abstention when each split's own evidence paragraphs are left out of the index.
 
@@ -421,13 +445,17 @@ def _evidence_removed(
     test_ids = {p for q in load_realtimeqa(data_dir, "test") for p in q.paragraphs}
     out: dict[str, object] = {}
     for label, questions, keep in (("dev", dev, test_ids - dev_ids), ("test", test, dev_ids - test_ids)):
-        index = realtimeqa_index(f"without-{label}", lambda keep=keep: realtimeqa_articles(data_dir, keep), cache, embedder)
+        index = realtimeqa_index(
+            f"without-{label}", lambda keep=keep: realtimeqa_articles(data_dir, keep), cache, embedder
+        )
         retrieved = cached_retrieve(index, [q.question for q in questions], probe, cache, f"{label}-without-evidence")
         answers = [compose_from(r, shipped)[0] for r in retrieved]
         out[label] = {
             "questions": len(questions),
             "abstained": _share(sum(not a.answerable for a in answers), len(questions)),
-            "answered_with_gold_text": _share(sum(contains_gold(a, q) for a, q in zip(answers, questions, strict=True)), len(questions)),
+            "answered_with_gold_text": _share(
+                sum(contains_gold(a, q) for a, q in zip(answers, questions, strict=True)), len(questions)
+            ),
         }
     return out
 
@@ -450,7 +478,8 @@ def render_markdown(results: dict[str, object]) -> str:
         "",
         "| measure | shipped threshold | never abstaining |",
         "|---|---|---|",
-        f"| answer accuracy ({lab['answerable']} answerable) | {_pct(lab['answer_accuracy'])} | {_pct(never['answer_accuracy'])} |",
+        f"| answer accuracy ({lab['answerable']} answerable) | {_pct(lab['answer_accuracy'])} | "
+        f"{_pct(never['answer_accuracy'])} |",
         f"| accuracy when answered | {_pct(lab['accuracy_when_answered'])} | {_pct(never['accuracy_when_answered'])} |",
         f"| abstention precision | {_pct(lab['abstention_precision'])} | - |",
         f"| abstention recall ({lab['unanswerable']} unanswerable) | {_pct(lab['abstention_recall'])} | - |",
@@ -500,13 +529,22 @@ def render_markdown(results: dict[str, object]) -> str:
         conf = results["realtimeqa_dev_confidence"]
         lines += [
             f"Confidence vs 'answer sentences contain the gold answer' on dev: ECE {conf['ece']}; "
-            + "; ".join(f"{b['bin']}: n={b['n']}, conf {b['mean_confidence']}, correct {b['share_correct']}"
-                        for b in conf["bins"]),
+            + "; ".join(
+                f"{b['bin']}: n={b['n']}, conf {b['mean_confidence']}, correct {b['share_correct']}"
+                for b in conf["bins"]
+            ),
             "",
         ]
-    lines += ["## In-process answer latency (2-core CPU, model warm, sentence cache cold)", "",
-              "| corpus | questions | median | p95 |", "|---|---|---|---|"]
-    for name, key in (("corpus/ (3 articles)", "latency_seed_corpus"), ("realtimeqa (5,008 paragraphs)", "latency_realtimeqa")):
+    lines += [
+        "## In-process answer latency (2-core CPU, model warm, sentence cache cold)",
+        "",
+        "| corpus | questions | median | p95 |",
+        "|---|---|---|---|",
+    ]
+    for name, key in (
+        ("corpus/ (3 articles)", "latency_seed_corpus"),
+        ("realtimeqa (5,008 paragraphs)", "latency_realtimeqa"),
+    ):
         if key in results:
             lat = results[key]
             lines.append(f"| {name} | {lat['questions']} | {lat['median_ms']} ms | {lat['p95_ms']} ms |")
@@ -523,13 +561,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`python -m eval.answers`: measure, print the report, write eval/results/qa/."""
     parser = argparse.ArgumentParser(prog="python -m eval.answers", description=__doc__.splitlines()[0])
     parser.add_argument("--realtimeqa", type=Path, default=DEFAULT_REALTIMEQA, help="realtimeqa data directory")
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
-                        help="where the realtimeqa indexes and retrieval results are kept between runs")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=DEFAULT_CACHE,
+        help="where the realtimeqa indexes and retrieval results are kept between runs",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="report directory (default eval/results/qa)")
     parser.add_argument("--limit", type=int, help="only the first N realtimeqa questions of each split (smoke runs)")
     parser.add_argument("--no-tune", dest="tune", action="store_false", help="skip the weight grid on dev")
-    parser.add_argument("--no-proxy", dest="proxy", action="store_false",
-                        help="skip the evidence-removed abstention check (builds two more indexes)")
+    parser.add_argument(
+        "--no-proxy",
+        dest="proxy",
+        action="store_false",
+        help="skip the evidence-removed abstention check (builds two more indexes)",
+    )
     args = parser.parse_args(argv)
     results = run(args.realtimeqa, args.cache, args.limit, args.proxy, args.tune)
     report = render_markdown(results)

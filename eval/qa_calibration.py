@@ -99,12 +99,18 @@ def calibration_table(confidences: Sequence[float], correct: Sequence[bool], bin
     rows = []
     for b in range(bins):
         low, high = b / bins, (b + 1) / bins
-        members = [ok for c, ok in zip(confidences, correct, strict=True) if low <= c < high or (b == bins - 1 and c == 1.0)]
+        members = [
+            ok for c, ok in zip(confidences, correct, strict=True) if low <= c < high or (b == bins - 1 and c == 1.0)
+        ]
         confs = [c for c in confidences if low <= c < high or (b == bins - 1 and c == 1.0)]
         if members:
             rows.append(
-                {"bin": f"{low:.1f}-{high:.1f}", "n": len(members), "mean_confidence": round(sum(confs) / len(confs), 3),
-                 "share_correct": round(sum(members) / len(members), 3)}
+                {
+                    "bin": f"{low:.1f}-{high:.1f}",
+                    "n": len(members),
+                    "mean_confidence": round(sum(confs) / len(confs), 3),
+                    "share_correct": round(sum(members) / len(members), 3),
+                }
             )
     return rows
 
@@ -123,4 +129,3 @@ def expected_calibration_error(confidences: Sequence[float], correct: Sequence[b
             acc = sum(correct[i] for i in idx) / len(idx)
             total += len(idx) / n * abs(conf - acc)
     return round(total, 4)
-

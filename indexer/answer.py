@@ -36,7 +36,7 @@ class AnswerConfig:
     confidence_slope: float = 12.0  # logistic slope of confidence around the threshold
     max_sentences: int = 3
     keep_ratio: float = 0.9  # a further sentence must score at least this share of the best
-    corroboration: float = 0.6  # cosine between sentences of two articles that state the same fact
+    corroboration: float = 0.8  # cosine between sentences of two articles that state the same fact
     duplicate: float = 0.95  # cosine above which two sentences of one article are the same text repeated
 
     def confidence(self, score: float) -> float:
@@ -150,7 +150,9 @@ def _render(groups: list[list[ScoredSentence]]) -> tuple[str, list[AnswerCitatio
         for sentence in group:
             c = sentence.hit.citation
             citations.append(
-                AnswerCitation(c.article_id, c.title, c.source, c.date, c.url, sentence.start, sentence.end, sentence.text)
+                AnswerCitation(
+                    c.article_id, c.title, c.source, c.date, c.url, sentence.start, sentence.end, sentence.text
+                )
             )
             markers.append(f"[{len(citations)}]")
         parts.append(f"{' '.join(group[0].text.split())} {''.join(markers)}")

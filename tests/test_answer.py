@@ -91,8 +91,16 @@ def _sentence(article: str, start: int, score: float, vector: list[float], text:
     hit = Hit(1, 1.0, f"{article}#0", text, citation)
     v = np.asarray(vector, dtype=np.float32)
     return ScoredSentence(
-        article, start, start + len(text), text, hit, dense=0.0, lexical=0.0, passage=1.0,
-        vector=v / np.linalg.norm(v), score=score,
+        article,
+        start,
+        start + len(text),
+        text,
+        hit,
+        dense=0.0,
+        lexical=0.0,
+        passage=1.0,
+        vector=v / np.linalg.norm(v),
+        score=score,
     )
 
 
