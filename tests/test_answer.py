@@ -159,3 +159,18 @@ def test_sentences_from_both_xiaomi_articles_are_candidates(fake_index: SearchIn
         assert 0.0 <= s.dense <= 1.0 and 0.0 <= s.lexical <= 1.0
         assert fake_index.article(s.article_id).text[s.start : s.end] == s.text
     assert max(s.lexical for s in pledges) == pytest.approx(1.0)
+
+
+def test_cjk_questions_move_the_dense_weight_to_the_lexical_side():
+    from indexer.sentence_scoring import apply_weights, is_mostly_cjk
+
+    assert is_mostly_cjk("戴姆勒和比亞迪合作的品牌是什麼？") and is_mostly_cjk("比亞迪")
+    assert not is_mostly_cjk("Who backs BYD (比亞迪)?") and not is_mostly_cjk("123 ?")
+    english = _sentence("a", 0, 0.0, [1, 0])
+    chinese = _sentence("a", 0, 0.0, [1, 0])
+    for s in (english, chinese):
+        s.dense, s.lexical, s.passage = 0.2, 1.0, 0.5
+    chinese.dense_trusted = False
+    apply_weights([english, chinese], SentenceWeights(0.5, 0.3, 0.2))
+    assert english.score == pytest.approx(0.5 * 0.2 + 0.3 * 1.0 + 0.2 * 0.5)
+    assert chinese.score == pytest.approx(0.8 * 1.0 + 0.2 * 0.5)

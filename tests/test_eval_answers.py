@@ -84,9 +84,23 @@ def test_slope_is_steeper_when_scores_separate_outcomes_cleanly():
 
 def test_weight_grid_and_calibration_error():
     grid = weight_grid()
-    assert all(abs(w.dense + w.lexical + w.passage - 1) < 1e-9 and w.dense > 0 for w in grid)
-    assert len(grid) == 55
+    assert all(abs(w.dense + w.lexical + w.passage - 1) < 1e-9 and min(vars(w).values()) >= 0.1 for w in grid)
+    assert len(grid) == 36
     assert expected_calibration_error([0.9, 0.9], [True, True]) == pytest.approx(0.1)
+
+
+def test_tuning_takes_the_best_weights_then_the_smallest_pool_close_to_it():
+    from eval.qa_calibration import tune_weights
+    from indexer.answer import AnswerConfig
+
+    def evaluate(config):
+        w = config.weights
+        return w.dense - 2 * abs(w.lexical - 0.2) + {5: 0.0, 10: 0.004, 20: 0.007}[config.candidates]
+
+    chosen, table = tune_weights(evaluate, AnswerConfig())
+    assert (chosen.weights.dense, chosen.weights.lexical, chosen.weights.passage) == (0.7, 0.2, 0.1)
+    assert chosen.candidates == 10  # 20 is best, 10 within half a point of it, 5 is not
+    assert table[0][0] == max(score for score, _ in table)
 
 
 def test_load_realtimeqa_reads_one_split(tmp_path: Path):
