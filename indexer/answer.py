@@ -37,6 +37,7 @@ class AnswerConfig:
     max_sentences: int = 3
     keep_ratio: float = 0.9  # a further sentence must score at least this share of the best
     corroboration: float = 0.8  # cosine between sentences of two articles that state the same fact
+    corroboration_ratio: float = 0.8  # a corroborating sentence must score at least this share of the best
     duplicate: float = 0.95  # cosine above which two sentences of one article are the same text repeated
 
     def confidence(self, score: float) -> float:
@@ -108,14 +109,17 @@ def compose(question: str, sentences: list[ScoredSentence], passages: list[Hit],
 def select_groups(ranked: list[ScoredSentence], config: AnswerConfig) -> list[list[ScoredSentence]]:
     """Up to `max_sentences` groups, each a sentence plus the sentences of other articles that corroborate it.
 
-    A sentence joins as a new answer sentence when it scores within `keep_ratio` of the best;
-    a sentence of another article that says the same thing (embedding cosine >= `corroboration`)
-    and clears the threshold is cited alongside instead of being repeated.
+    A sentence joins as a new answer sentence when it clears the threshold and scores within
+    `keep_ratio` of the best. A sentence of another article that says the same thing as an answer
+    sentence (embedding cosine >= `corroboration`) is cited alongside it instead of being repeated;
+    saying the same thing is itself evidence, so it only needs `corroboration_ratio` of the best score.
     """
     best = ranked[0].score
+    new_floor = max(config.threshold, config.keep_ratio * best)
+    support_floor = config.corroboration_ratio * best
     groups: list[list[ScoredSentence]] = [[ranked[0]]]
     for sentence in ranked[1:]:
-        if sentence.score < config.threshold:
+        if sentence.score < min(new_floor, support_floor):
             break
         if any(
             s.article_id == sentence.article_id and float(sentence.vector @ s.vector) >= config.duplicate
@@ -125,10 +129,11 @@ def select_groups(ranked: list[ScoredSentence], config: AnswerConfig) -> list[li
             continue  # the same text again in one article (a repeated paragraph)
         similarities = [float(sentence.vector @ group[0].vector) for group in groups]
         group = groups[similarities.index(max(similarities))]
-        if max(similarities) >= config.corroboration and sentence.article_id not in {s.article_id for s in group}:
-            group.append(sentence)  # another article says the same: cite it, do not repeat it
+        if max(similarities) >= config.corroboration:
+            if sentence.score >= support_floor and sentence.article_id not in {s.article_id for s in group}:
+                group.append(sentence)  # another article says the same: cite it, do not repeat it
             continue
-        if sentence.score >= config.keep_ratio * best and len(groups) < config.max_sentences:
+        if sentence.score >= new_floor and len(groups) < config.max_sentences:
             groups.append([sentence])
     return _reading_order(groups)
 

@@ -174,3 +174,13 @@ def test_cjk_questions_move_the_dense_weight_to_the_lexical_side():
     apply_weights([english, chinese], SentenceWeights(0.5, 0.3, 0.2))
     assert english.score == pytest.approx(0.5 * 0.2 + 0.3 * 1.0 + 0.2 * 0.5)
     assert chinese.score == pytest.approx(0.8 * 1.0 + 0.2 * 0.5)
+
+
+def test_a_corroborating_sentence_may_score_below_the_threshold_but_a_new_one_may_not():
+    config = AnswerConfig(threshold=0.7, keep_ratio=0.9, corroboration=0.8, corroboration_ratio=0.8)
+    best = _sentence("a", 0, 0.8, [1, 0.1, 0], "Lei Jun pledged $10 billion.")
+    same_fact = _sentence("b", 0, 0.66, [1, 0.2, 0], "Lei Jun will invest $10 billion.")  # 0.66 >= 0.8 * 0.8
+    unrelated = _sentence("c", 0, 0.69, [0, 0, 1], "Something else entirely.")  # below the threshold
+    faint = _sentence("d", 0, 0.6, [1, 0.15, 0], "Lei Jun, $10 billion.")  # same fact, too weak
+    groups = select_groups([best, unrelated, same_fact, faint], config)
+    assert [[s.article_id for s in g] for g in groups] == [["a", "b"]]
