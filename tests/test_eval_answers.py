@@ -12,9 +12,9 @@ from eval.answers import (
     labelled_metrics,
     load_labelled,
     load_realtimeqa,
-    render_markdown,
 )
 from eval.qa_calibration import choose_threshold, expected_calibration_error, fit_slope, weight_grid
+from eval.qa_report import render_markdown
 from indexer.answer import NOT_FOUND, Answer, AnswerCitation
 from indexer.corpus import load_corpus
 from tests.conftest import SEED_CORPUS
