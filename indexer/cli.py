@@ -71,6 +71,34 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ask(args: argparse.Namespace) -> int:
+    from indexer.answer import answer_question
+    from indexer.search import SearchIndex
+
+    if not args.question.strip():
+        raise InvalidQuery("question", "The question is empty; type a question about the articles.")
+    index = SearchIndex.load(Path(args.index_dir), _embedder())
+    answer = answer_question(index, args.question, k=args.k)
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        return 0
+    label = "Answer" if answer.answerable else "Not found"
+    print(f"{label} (confidence {answer.confidence:.2f}):")
+    print(textwrap.indent(textwrap.fill(answer.answer, 100), "  "))
+    for number, c in enumerate(answer.citations, 1):
+        where = ", ".join(x for x in (c.source, c.date) if x)
+        print(f"\n[{number}] {c.title}" + (f" ({where})" if where else ""))
+        print(f"    {c.article_id} chars {c.start}-{c.end}" + (f"  {c.url}" if c.url else ""))
+        if " ".join(c.quote.split()) not in answer.answer:  # a second article's wording of the same fact
+            print(textwrap.indent(textwrap.fill(f"“{' '.join(c.quote.split())}”", 96), "    "))
+    if not answer.answerable and answer.passages:
+        print("\nClosest passages:")
+        for hit in answer.passages:
+            print(f"  {hit.rank}. [{hit.score:.3f}] {hit.citation.title} ({hit.citation.article_id})")
+            print(textwrap.indent(textwrap.fill(" ".join(hit.text.split()), 100), "     "))
+    return 0
+
+
 def _date_arg(value: str | None, flag: str) -> date | None:
     if value is None:
         return None
@@ -111,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", help="only articles from this source")
     p.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="only articles on or after this date")
     p.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="only articles on or before this date")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--index-dir", default=str(default_index_dir()), help=index_dir_help)
+
+    p = add("ask", cmd_ask, "Answer a question with sentences quoted from the articles, each one cited.")
+    p.add_argument("question")
+    p.add_argument("-k", type=_positive_int, default=5, help="closest passages returned alongside (1-100, default 5)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--index-dir", default=str(default_index_dir()), help=index_dir_help)
 
