@@ -21,6 +21,7 @@ from indexer.errors import (
     CorpusError,
     CorruptIndex,
     IncompatibleIndex,
+    IndexBusy,
     IndexNotFound,
     InvalidQuery,
     NewsdeskError,
@@ -31,6 +32,7 @@ log = logging.getLogger("api")
 # Most specific first: the first match wins.
 INDEXER_ERRORS: tuple[tuple[type[NewsdeskError], int, str], ...] = (
     (InvalidQuery, 422, "invalid_parameter"),
+    (IndexBusy, 503, "index_busy"),
     (IndexNotFound, 503, "index_unavailable"),
     (IncompatibleIndex, 503, "index_unavailable"),
     (CorruptIndex, 503, "index_unavailable"),
@@ -72,7 +74,9 @@ def translate(exc: NewsdeskError) -> ApiError:
             message = str(exc)
             if isinstance(exc, InvalidQuery) and exc.field not in message:
                 message = f"{exc.field}: {message}"
-            return ApiError(status, code, message)
+            # A build elsewhere finishes in a while: tell clients when to come back.
+            headers = {"Retry-After": "5"} if isinstance(exc, IndexBusy) else None
+            return ApiError(status, code, message, headers)
     raise AssertionError("unreachable: NewsdeskError is the last entry")  # pragma: no cover
 
 
@@ -123,7 +127,7 @@ def install_error_handlers(app: FastAPI, rules: Mapping[str, str], examples: Map
     async def on_indexer_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, NewsdeskError)
         error = translate(exc)
-        return error_response(error.status, error.code, error.message)
+        return error_response(error.status, error.code, error.message, error.headers)
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

@@ -111,16 +111,20 @@ class HealthOut(BaseModel):
 
 class ReadyOut(BaseModel):
     status: Literal["ready"]
-    index_id: str
+    index_id: str = Field(description="the index being served")
     model_id: str
     articles: int
     chunks: int
+    loaded_at: str = Field(description="when this index was swapped in (ISO 8601, UTC)")
+    last_reload_error: str | None = Field(
+        description="why the latest published index was refused (the one above keeps serving); null when none"
+    )
 
 
 # ---- requests -------------------------------------------------------------------------------------
 
 
-def _parse_date(value: object, field: str) -> object:
+def parse_date(value: object, field: str) -> object:
     """Only YYYY-MM-DD: pydantic alone would also take timestamps like 1700000000."""
     if value is None or isinstance(value, date):
         return value
@@ -191,7 +195,7 @@ def request_models(settings: Settings) -> RequestModels:
         @field_validator("date_from", "date_to", mode="before")
         @classmethod
         def _dates(cls, value: object, info: Any) -> object:
-            return _parse_date(value, info.field_name)
+            return parse_date(value, info.field_name)
 
         @model_validator(mode="after")
         def _range(self) -> SearchFields:

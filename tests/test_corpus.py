@@ -207,7 +207,14 @@ def test_deeply_nested_directories(tmp_path: Path):
         deep.mkdir()
     (deep / "bottom.txt").write_text("The story at the very bottom.")
     (tmp_path / "top.txt").write_text("The story at the top.")
-    articles, report = load_corpus(tmp_path)
+    try:
+        articles, report = load_corpus(tmp_path)
+    finally:
+        # Bottom up, one level at a time: shutil.rmtree (and so pytest's clean-up) recurses too.
+        (deep / "bottom.txt").unlink()
+        while deep != tmp_path:
+            deep.rmdir()
+            deep = deep.parent
     assert sorted(a.article_id for a in articles) == ["d/" * depth + "bottom", "top"]
     assert report.summary() == "2 loaded, 0 skipped, 0 duplicates"
 
