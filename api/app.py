@@ -35,7 +35,7 @@ from api.schemas import (
     request_models,
 )
 from api.settings import Settings
-from api.writes import add_write_routes
+from api.writes import ARTICLES_EXAMPLE, add_write_routes, write_rules
 from indexer.answer import answer_question
 from indexer.embedding import Embedder
 from indexer.search import Filters, SearchIndex
@@ -186,7 +186,9 @@ def create_app(
         """Prometheus metrics (text exposition format)."""
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    add_write_routes(app, settings, manager, ERRORS)
+    app.state.writer = add_write_routes(app, settings, manager, ERRORS)
+    models.examples["/articles"] = ARTICLES_EXAMPLE
+    models.rules.update(write_rules(settings))
 
     @app.get("/widget.js", include_in_schema=False)
     async def widget_js() -> FileResponse:

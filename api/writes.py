@@ -33,6 +33,10 @@ ID_PATTERN = r"^[^\s\x00-\x1f\x7f/](?:[^\s\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f/])?$"
 HAS_TEXT = r"\S"  # unanchored: at least one character that is not whitespace
 URL_PATTERN = r"^https?://[^\s\x00-\x1f\x7f]+$"
 _NEWLINES = re.compile(r"\r\n?")
+ARTICLES_EXAMPLE = (
+    '{"articles": [{"article_id": "wire/2024/ferry", "title": "Solar ferry", "text": "A solar ferry ...", '
+    '"source": "Wire", "date": "2024-05-06", "url": "https://news.example/ferry"}]}'
+)
 
 
 class WriteOut(BaseModel):
@@ -100,6 +104,19 @@ def write_models(settings: Settings) -> type[BaseModel]:
     return ArticlesIn
 
 
+def write_rules(settings: Settings) -> dict[str, str]:
+    """What each write field must be, for error messages (see api/errors.py)."""
+    return {
+        "articles": f"a list of 1 to {settings.max_articles_per_write} articles",
+        "article_id": f"1 to {MAX_ID_CHARS} characters with no spaces or control characters, not starting or "
+        "ending with '/'",
+        "title": f"text of 1 to {MAX_TITLE_CHARS} characters",
+        "text": f"text of 1 to {settings.max_article_chars} characters",
+        "date": "a date as YYYY-MM-DD",
+        "url": f"an http:// or https:// URL of at most {MAX_URL_CHARS} characters, without spaces",
+    }
+
+
 class ArticleWriter:
     """Applies writes one at a time, in arrival order."""
 
@@ -144,8 +161,10 @@ class ArticleWriter:
         }
 
 
-def add_write_routes(app: FastAPI, settings: Settings, manager: IndexManager, errors: dict[int | str, Any]) -> None:
-    """Register POST /articles and DELETE /articles/{article_id} on `app`."""
+def add_write_routes(
+    app: FastAPI, settings: Settings, manager: IndexManager, errors: dict[int | str, Any]
+) -> ArticleWriter:
+    """Register POST /articles and DELETE /articles/{article_id} on `app`; the writer they share."""
     from api.rebuild import EmptyIndex, UnknownArticle
 
     ArticlesIn = write_models(settings)
@@ -183,3 +202,5 @@ def add_write_routes(app: FastAPI, settings: Settings, manager: IndexManager, er
     async def delete_article(article_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS)]) -> dict[str, Any]:
         """Delete one article; the response comes once it no longer appears in results."""
         return await run([], [article_id])
+
+    return writer
