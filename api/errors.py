@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.schemas import HAS_TEXT
 from indexer.errors import (
     CorpusError,
     CorruptIndex,
@@ -118,6 +119,10 @@ def describe_validation(
         message = str(reason) if not field or field in str(reason) else f"{label}: {reason}"
     elif kind == "missing":
         message = f"{label} is required" + (f": {rule}." if rule else ".")
+    elif kind == "string_pattern_mismatch" and (error.get("ctx") or {}).get("pattern") == HAS_TEXT:
+        message = f"{label} is empty (only whitespace or control characters); " + (
+            "leave it out to search every source." if field == "source" else "type some words."
+        )
     else:
         got = _show(error.get("input"))
         message = f"{label} must be {rule}{got}." if rule else f"{label}: {error.get('msg', 'is invalid')}{got}."

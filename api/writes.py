@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from api.auth import require_key
 from api.errors import ApiError
 from api.reload import IndexManager
-from api.schemas import MAX_SOURCE_CHARS, ErrorOut, parse_date
+from api.schemas import HAS_TEXT, MAX_SOURCE_CHARS, ErrorOut, parse_date
 from api.settings import Settings
 from indexer.corpus import Article
 
@@ -27,10 +27,10 @@ MAX_QUEUED_WRITES = 4  # writes waiting for the one being built; more get 503
 MAX_ID_CHARS = 300
 MAX_TITLE_CHARS = 500
 MAX_URL_CHARS = 2000
-# No whitespace or control characters anywhere, no '/' at either end: the id goes into
-# /articles/{article_id} paths as it is.
-ID_PATTERN = r"^[^\s\x00-\x1f\x7f/](?:[^\s\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f/])?$"
-HAS_TEXT = r"\S"  # unanchored: at least one character that is not whitespace
+# No spaces or control characters (C0, DEL, C1) anywhere, no '/' at either end: the id goes
+# into /articles/{article_id} paths as it is. Explicit ranges, not \s, which regex engines
+# (pydantic's, the fuzzer's) read differently.
+ID_PATTERN = r"^[^\x00-\x20\x7f-\x9f/](?:[^\x00-\x20\x7f-\x9f]*[^\x00-\x20\x7f-\x9f/])?$"
 URL_PATTERN = r"^https?://[^\s\x00-\x1f\x7f]+$"
 _NEWLINES = re.compile(r"\r\n?")
 ARTICLES_EXAMPLE = (
