@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Query, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
@@ -80,6 +81,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Every admitted search gets a worker thread at once (anyio's default is 40 threads),
+        # with room left for article lookups and a write; the limiter does the refusing.
+        threads = anyio.to_thread.current_default_thread_limiter()
+        threads.total_tokens = max(threads.total_tokens, settings.max_concurrent_searches + 8)
         await manager.start(index)
         watcher = asyncio.create_task(manager.watch()) if settings.reload_interval > 0 else None
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import sys
@@ -79,7 +80,8 @@ def test_serve_command_exits_nonzero_on_a_truncated_index(tmp_path: Path):
 
 
 @pytest.mark.parametrize("name", sorted(DAMAGE))
-def test_live_reload_keeps_the_old_index_when_the_new_one_is_damaged(tmp_path: Path, name: str):
+def test_live_reload_keeps_the_old_index_when_the_new_one_is_damaged(tmp_path: Path, name: str, caplog):
+    caplog.set_level(logging.ERROR, logger="uvicorn.error")
     root = tmp_path / "index"
     articles, _ = load_corpus(SEED_CORPUS)
     build_index(articles, root, FakeEmbedder(), progress=False)
@@ -104,7 +106,10 @@ def test_live_reload_keeps_the_old_index_when_the_new_one_is_damaged(tmp_path: P
         metrics = client.get("/metrics").text
         assert 'newsdesk_index_reloads_total{result="failure"} 1.0' in metrics
         assert "newsdesk_index_reload_error 1.0" in metrics
+        logged = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(logged) == 1 and f"keeping index {served}" in logged[0] and DAMAGE[name][1] in logged[0]
         assert client.portal.call(manager.refresh) is False  # not retried: the error is not logged twice
+        assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
 
         # The next good publish is taken, and the error clears.
         fixed = build_index(articles[:2], root, FakeEmbedder(), progress=False)

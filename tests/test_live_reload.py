@@ -149,3 +149,41 @@ def test_new_indexes_are_served_without_a_restart_or_a_failed_request(tmp_path: 
     assert code == 0, server_log
     assert f"replacing {first.index_id}" in server_log and f"replacing {second.index_id}" in server_log
     assert "Traceback" not in server_log
+
+
+def test_a_request_in_flight_finishes_on_the_index_it_started_with(tmp_path: Path):
+    """The swap happens while a search is inside the old index; it completes there, and then the new one serves."""
+    import asyncio
+
+    import httpx
+
+    from api.app import create_app
+    from api.settings import Settings
+    from tests.test_api_ops import BlockingEmbedder
+
+    root = tmp_path / "index"
+    articles, _ = load_corpus(SEED_CORPUS)
+    build_index(articles, root, FakeEmbedder(), progress=False)
+    embedder = BlockingEmbedder()
+    app = create_app(Settings(index_dir=root, reload_interval=0), embedder=embedder)
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response, str, str]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as client:
+                old_id = (await client.get("/readyz")).json()["index_id"]
+                slow = asyncio.create_task(client.get("/search", params={"q": "block Daimler Denza", "k": 3}))
+                assert await asyncio.to_thread(embedder.entered.wait, 10)
+                new = await asyncio.to_thread(build_index, [FERRY, TRAM], root, FakeEmbedder(), progress=False)
+                assert await app.state.manager.refresh() is True
+                assert (await client.get("/readyz")).json()["index_id"] == new.index_id
+                embedder.release.set()
+                return await slow, await client.get("/search", params={"q": "Daimler Denza", "k": 3}), old_id, \
+                    new.index_id
+
+    in_flight, after, old_id, new_id = asyncio.run(scenario())
+    assert old_id != new_id
+    assert in_flight.status_code == 200
+    assert in_flight.json()["hits"][0]["citation"]["article_id"] == DAIMLER  # answered by the old index
+    assert after.status_code == 200
+    assert {h["citation"]["article_id"] for h in after.json()["hits"]} <= {FERRY.article_id, TRAM.article_id}
