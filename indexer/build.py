@@ -19,6 +19,7 @@ from indexer.corpus import Article, LoadReport, corpus_fingerprint, load_corpus
 from indexer.embedding import Embedder, backend_of
 from indexer.embedding_cache import EmbeddingCache, text_key
 from indexer.errors import CorpusError
+from indexer.incremental import Spans, article_key, published_spans
 from indexer.lexical import LexicalIndex
 from indexer.manifest import LEXICAL_DIR, STORE_NAME, VECTORS_NAME, Manifest
 from indexer.publish import build_lock, clean_stale_builds, new_build_dir, publish
@@ -99,7 +100,7 @@ def build_index(
         if removed:
             say(f"Removed {len(removed)} stale build(s) left by an earlier run")
         build = new_build_dir(root)
-        chunks = chunk_articles(articles, chunker, progress)
+        chunks = chunk_articles(articles, chunker, progress, reuse=published_spans(root, chunker))
         say(f"Chunked {len(articles)} articles into {len(chunks)} chunks")
         titles = {a.article_id: a.title for a in articles}
         texts = [embedding_text(titles[c.article_id], c.text, chunker) for c in chunks]
@@ -140,12 +141,22 @@ def build_index(
     return BuildResult(build.name, build, len(articles), len(chunks), seconds, report, embedded, len(chunks) - embedded)
 
 
-def chunk_articles(articles: Sequence[Article], config: ChunkerConfig, progress: bool | None = None) -> list[Chunk]:
-    """All chunks of all articles, in article order."""
+def chunk_articles(
+    articles: Sequence[Article],
+    config: ChunkerConfig,
+    progress: bool | None = None,
+    reuse: dict[str, Spans] | None = None,
+) -> list[Chunk]:
+    """All chunks of all articles, in article order; `reuse` holds spans already computed, by article_key."""
     chunker = Chunker(config, wordpiece_counter())
     chunks: list[Chunk] = []
     for article in tqdm(articles, desc="Chunking", unit="article", disable=_disabled(progress, len(articles))):
-        chunks.extend(chunker.chunk(article))
+        spans = reuse.get(article_key(article)) if reuse else None
+        if spans is None:
+            chunks.extend(chunker.chunk(article))
+        else:
+            text = article.text
+            chunks.extend(Chunk(article.article_id, i, a, b, text[a:b]) for i, (a, b) in enumerate(spans))
     return chunks
 
 
