@@ -52,8 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="*", default=[25_000, 50_000, 100_000, 200_000, 0],
                         help="index sizes (0 = all vectors)")
     parser.add_argument("--ef", type=int, nargs="*", default=[64, 128, 256])
+    parser.add_argument("--faiss-threads", type=int, default=0, help="OpenMP threads for FAISS (0: its default)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    if args.faiss_threads:
+        faiss.omp_set_num_threads(args.faiss_threads)
 
     _, vectors = load_vectors(args.vectors)
     texts = [json.loads(line)["text"] for line in args.queries.read_text().splitlines()]
