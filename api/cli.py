@@ -74,13 +74,10 @@ def check_index(root: Path, embedder: Embedder) -> None:
 
 
 def _embedder(threads: int) -> Embedder:
-    """The packaged MiniLM (it loads on first use) with `threads` torch threads; tests replace this."""
-    import torch
+    """The service's embedder (see api.reload.service_embedder); tests replace this."""
+    from api.reload import service_embedder
 
-    from indexer.embedding import SentenceTransformerEmbedder
-
-    torch.set_num_threads(threads)  # process-wide; this process only serves
-    return SentenceTransformerEmbedder()
+    return service_embedder(threads)
 
 
 def service_url(host: str, port: int) -> str:

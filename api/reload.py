@@ -53,15 +53,10 @@ class IndexManager:
 
     @property
     def embedder(self) -> Embedder:
-        """The query (and write) embedder: the packaged MiniLM unless one was given; made once."""
+        """The query (and write) embedder: the packaged MiniLM (int8 ONNX when available) unless one was given."""
         with self._embedder_lock:
             if self._embedder is None:
-                import torch
-
-                from indexer.embedding import SentenceTransformerEmbedder
-
-                torch.set_num_threads(self.settings.embed_threads)  # process-wide; this process only serves
-                self._embedder = SentenceTransformerEmbedder()
+                self._embedder = service_embedder(self.settings.embed_threads)
             return self._embedder
 
     def load(self) -> SearchIndex:
@@ -173,3 +168,19 @@ def _naming_the_file(exc: NewsdeskError, root: Path) -> NewsdeskError:
     if not isinstance(exc, IncompatibleIndex) or build_id is None or str(root / BUILDS_DIR / build_id) in message:
         return exc
     return type(exc)(f"{root / BUILDS_DIR / build_id / MANIFEST_NAME}: {message}")
+
+
+def service_embedder(threads: int) -> Embedder:
+    """The embedder a server uses: $NEWSDESK_EMBEDDER or int8 ONNX when installed, `threads` CPU threads each.
+
+    One thread per query embedding: requests already run in parallel in the thread pool.
+    """
+    import torch
+
+    from indexer.embedding import default_embedder
+
+    torch.set_num_threads(threads)  # process-wide; this process only serves
+    embedder = default_embedder()
+    if hasattr(embedder, "threads"):
+        embedder.threads = threads
+    return embedder
