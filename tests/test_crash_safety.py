@@ -115,7 +115,7 @@ def half_written(path, articles, chunks):
     time.sleep(600)
 
 indexer.build.write_store = half_written
-indexer.cli._embedder = FakeEmbedder
+indexer.cli._embedder = lambda *args, **kwargs: FakeEmbedder()
 sys.exit(indexer.cli.main(["index", sys.argv[1], "--index-dir", sys.argv[2]]))
 """
 
