@@ -1,0 +1,207 @@
+"""`newsdesk bench` end to end on a fixture dataset, and `newsdesk eval` scoring (fake embedder)."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import eval.cli
+from eval.bench import CachedQueryEmbedder, parse_fusion, plan_runs
+from eval.labelled import AnswerLocator, LabelledAnswer, Question, score_question
+from indexer.cli import main
+from indexer.embedding import FakeEmbedder
+from indexer.search import MODES, Citation, Hit, SearchConfig, SearchIndex
+from tests.conftest import DAIMLER, SEED_CORPUS, XIAOMI_BLOOMBERG, XIAOMI_HT
+from tests.test_datasets import write_dataset
+
+# Each query shares rare words with exactly one document, so lexical search must be perfect.
+TOPICS = {
+    "cats": "Cats purr and sleep in warm sunlight.",
+    "dogs": "Dogs bark loudly at the postman.",
+    "rain": "Heavy monsoon rain flooded the valley roads.",
+    "chess": "The grandmaster resigned the chess match after a blunder.",
+    "volcano": "A volcano erupted, spewing ash over the island villages.",
+    "bridge": "Engineers inspected the suspension bridge cables for corrosion.",
+}
+LONG = " ".join(f"Sentence {i} talks about the weather in general terms." for i in range(80))
+DOCS = [{"_id": k, "title": k.title(), "text": v} for k, v in TOPICS.items()] + [
+    {"_id": "long", "title": "Almanac", "text": LONG + " The lighthouse keeper polished the lens."}
+]
+QUERIES = [{"_id": f"q-{k}", "text": v.split()[1] + " " + v.split()[3]} for k, v in TOPICS.items()] + [
+    {"_id": "q-long", "text": "lighthouse keeper lens"}
+]
+QRELS = "query-id\tcorpus-id\tscore\n" + "".join(f"q-{k}\t{k}\t1\n" for k in TOPICS) + "q-long\tlong\t1\n"
+REQUIRED = {"ndcg@10", "recall@10", "recall@100", "mrr@10", "latency_ms_p50", "latency_ms_p95"}
+
+
+@pytest.fixture
+def fake_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(eval.cli, "_embedder", FakeEmbedder)
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    return write_dataset(tmp_path / "fixture", docs=DOCS, queries=QUERIES, qrels=QRELS)
+
+
+def bench(args: list[str], capsys) -> tuple[dict, str]:
+    assert main(["bench", *args, "--json"]) == 0
+    captured = capsys.readouterr()
+    return json.loads(captured.out), captured.err  # json.loads fails unless stdout is one JSON document
+
+
+def test_bench_end_to_end(dataset: Path, tmp_path: Path, fake_model, capsys):
+    out = tmp_path / "report"
+    report, err = bench(["--dataset", str(dataset), "--out", str(out)], capsys)
+    assert report["dataset"] == "fixture" and report["split"] == "test" and report["queries"] == 7
+    assert set(report["results"]) == {"lexical", "dense", "hybrid"}
+    for metrics in report["results"].values():
+        assert REQUIRED <= set(metrics) and "per_query_ndcg@10" not in metrics
+        assert all(0 <= metrics[m] <= 1 for m in ("ndcg@10", "recall@10", "recall@100", "mrr@10"))
+        assert 0 < metrics["latency_ms_p50"] <= metrics["latency_ms_p95"] and metrics["latency_queries"] == 7
+        assert 0 < metrics["rank_ms_p50"] <= metrics["rank_ms_p95"]
+    assert report["results"]["lexical"]["ndcg@10"] == pytest.approx(1.0)
+    assert report["results"]["lexical"]["mrr@10"] == pytest.approx(1.0)
+    index = report["index"]
+    assert index["docs"] == 7 and index["chunks"] > 7  # the long document was chunked
+    assert index["build_s"] > 0 and index["chunks_per_s"] > 0 and index["peak_rss_mb"] > 0
+    assert report["machine"]["cores"] >= 1 and report["settings"]["model"] == "fake/bag-of-words"
+    assert "Queries lexical" in err and "Chunking" in err  # progress bars on stderr
+    assert (out / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((out / "results.json").read_text())["results"] == report["results"]
+    markdown = (out / "report.md").read_text()
+    assert "| lexical | 1.0000 |" in markdown and "-core CPU" in markdown
+
+
+def test_bench_reuses_a_matching_index(dataset: Path, tmp_path: Path, fake_model, capsys):
+    common = ["--dataset", str(dataset), "--modes", "lexical", "--index-dir", str(tmp_path / "idx"),
+              "--out", str(tmp_path / "r"), "--no-progress"]
+    first, _ = bench(common, capsys)
+    second, err = bench(common, capsys)
+    assert not first["index"]["reused"] and second["index"]["reused"]
+    assert second["index"]["index_id"] == first["index"]["index_id"] and "Reusing index" in err
+    assert second["index"]["build_s"] == first["index"]["build_s"]  # the recorded build figures
+    third, _ = bench([*common, "--rebuild"], capsys)
+    assert not third["index"]["reused"] and third["index"]["index_id"] != first["index"]["index_id"]
+
+
+def test_bench_fusion_sweep(dataset: Path, tmp_path: Path, fake_model, capsys):
+    report, _ = bench(["--dataset", str(dataset), "--modes", "hybrid", "--fusion", "rrf,convex:0.3",
+                       "--out", str(tmp_path / "r"), "--no-progress", "--per-query"], capsys)
+    assert set(report["results"]) == {"hybrid[rrf]", "hybrid[convex:0.3]"}
+    for metrics in report["results"].values():
+        per_query = metrics["per_query_ndcg@10"]
+        assert set(per_query) == {q["_id"] for q in QUERIES}
+        assert sum(per_query.values()) / len(per_query) == pytest.approx(metrics["ndcg@10"])
+    assert report["settings"]["runs"]["hybrid[convex:0.3]"]["fusion"] == "convex:0.3"
+
+
+def test_cached_query_embedder_matches_its_model():
+    inner = FakeEmbedder()
+    cached = CachedQueryEmbedder(inner)
+    texts = ["cats purr", "dogs bark", "cats purr"]
+    np.testing.assert_array_equal(cached.embed(texts), inner.embed(texts))
+    np.testing.assert_array_equal(cached.embed(["dogs bark"]), inner.embed(["dogs bark"]))
+    cached.prefill(["new words", "cats purr"], progress=False)
+    np.testing.assert_array_equal(cached.embed(["new words"]), inner.embed(["new words"]))
+    assert (cached.model_id, cached.dimension) == (inner.model_id, inner.dimension)
+    assert cached.embed([]).shape == (0, inner.dimension)
+
+
+def test_bad_bench_arguments(dataset: Path, capsys):
+    for args in (["--fusion", "convex:2"], ["--fusion", "linear"], ["--modes", "fuzzy"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["bench", "--dataset", str(dataset), *args])
+        assert exit_info.value.code == 2
+    assert "ALPHA between 0 and 1" in capsys.readouterr().err
+    assert main(["bench", "--dataset", str(dataset), "--split", "dev"]) == 2
+    assert "available splits: test" in capsys.readouterr().err
+
+
+def test_fusion_specs_and_plans():
+    assert parse_fusion("rrf") == SearchConfig(fusion="rrf")
+    assert parse_fusion("convex") == SearchConfig()
+    assert parse_fusion("convex:0.7") == SearchConfig(fusion="convex", alpha=0.7)
+    assert [r.label for r in plan_runs(["dense", "hybrid"], [])] == ["dense", "hybrid"]
+    assert set(eval.cli.MODES) == set(MODES)
+
+
+# --- labelled questions -----------------------------------------------------------------------
+
+
+def _hits(index: SearchIndex, chunk_texts_containing: list[str]) -> list[Hit]:
+    """Hits made from the first stored chunk whose text contains each given string, in that order."""
+    rows = index.store.chunks(list(range(index.store.chunk_count)))
+    hits = []
+    for rank, needle in enumerate(chunk_texts_containing, 1):
+        row = next(r for r in rows if needle in r.text)
+        citation = Citation(row.article_id, row.title, row.source, row.date, row.url, row.start, row.end)
+        hits.append(Hit(rank, 1.0 / rank, row.chunk_id, row.text, citation))
+    return hits
+
+
+def test_passage_relevance_by_hand(fake_index: SearchIndex):
+    byd = LabelledAnswer(DAIMLER, "BYD Co")
+    question = Question("t1", "Who partners with Daimler on Denza?", "factual", True, (byd,))
+    locator = AnswerLocator(fake_index, [question])
+    relevant = locator.relevant_chunks(question)
+    assert relevant == {r.chunk_id for r in fake_index.store.chunks(list(range(fake_index.store.chunk_count)))
+                        if r.article_id == DAIMLER and "BYD Co" in r.text}
+    # An irrelevant passage first, then one containing the answer: recall@1 0, recall@5 1, MRR 1/2.
+    scores = score_question(question, _hits(fake_index, ["Lei Jun", "BYD Co"]), locator)
+    ideal = sum(1 / math.log2(i + 1) for i in range(1, min(len(relevant), 10) + 1))
+    assert scores["recall@1"] == 0 and scores["recall@5"] == 1 and scores["mrr@10"] == 0.5
+    assert scores["ndcg@10"] == pytest.approx((1 / math.log2(3)) / ideal)
+    assert scores["answer_hit@5"] == 1
+
+
+def test_answer_text_in_an_unlabelled_article_is_a_hit_but_not_relevant(fake_index: SearchIndex):
+    answer = LabelledAnswer(XIAOMI_HT, "Beijing Automotive Group Co")
+    question = Question("t2", "Xiaomi partner?", "factual", True, (answer,))
+    locator = AnswerLocator(fake_index, [question])
+    hits = _hits(fake_index, ["Beijing Automotive Group Co (北京汽車)"])  # the Daimler article says it too
+    assert hits[0].citation.article_id == DAIMLER
+    scores = score_question(question, hits, locator)
+    assert scores["recall@5"] == 0 and scores["mrr@10"] == 0 and scores["answer_hit@5"] == 1
+
+
+def test_multi_article_recall_counts_each_labelled_answer(fake_index: SearchIndex):
+    answers = (LabelledAnswer(XIAOMI_BLOOMBERG, "around $10 billion"), LabelledAnswer(XIAOMI_HT, "about $10 billion"))
+    question = Question("t3", "How much will Lei Jun invest?", "multi_article", True, answers)
+    locator = AnswerLocator(fake_index, [question])
+    assert score_question(question, _hits(fake_index, ["around $10 billion"]), locator)["recall@5"] == 0.5
+    both = _hits(fake_index, ["around $10 billion", "about $10 billion"])
+    assert score_question(question, both, locator)["recall@5"] == 1.0
+
+
+def test_eval_command_end_to_end(tmp_path: Path, fake_model, capsys):
+    out = tmp_path / "labelled"
+    assert main(["eval", "--corpus", str(SEED_CORPUS), "--out", str(out), "--json", "--no-progress"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["questions"] >= 40 and report["answerable"] == report["questions"] - report["types"]["unanswerable"]
+    assert set(report["results"]) == set(MODES)
+    for metrics in report["results"].values():
+        assert {"recall@1", "recall@5", "mrr@10", "ndcg@10", "answer_hit@5", "by_type"} <= set(metrics)
+        assert metrics["recall@1"] <= metrics["recall@5"]
+    # Lexical search on the Chinese names is exact: every CJK name question is found at rank 1.
+    cjk = {q: s for q, s in report["per_question"]["lexical"].items() if q in {"q26", "q27"}}
+    assert cjk and all(s["mrr@10"] == 1.0 for s in cjk.values())
+    abstention = report["abstention"]
+    assert abstention["unanswerable"] >= 6 and 0 <= abstention["unanswerable_abstained"] <= abstention["unanswerable"]
+    assert {p.name for p in out.iterdir()} == {"results.json", "report.md", "chart.png"}
+
+
+def test_eval_without_an_index_says_how_to_build_one(tmp_path: Path, fake_model, capsys):
+    assert main(["eval", "--index-dir", str(tmp_path / "none"), "--out", str(tmp_path / "r")]) == 2
+    assert "newsdesk index" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_bench_with_the_real_model(dataset: Path, tmp_path: Path, real_embedder, monkeypatch, capsys):
+    monkeypatch.setattr(eval.cli, "_embedder", lambda: real_embedder)
+    report, _ = bench(["--dataset", str(dataset), "--out", str(tmp_path / "r"), "--no-progress"], capsys)
+    assert report["settings"]["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    for mode in ("dense", "hybrid"):  # each query uses words of its own document only
+        assert report["results"][mode]["mrr@10"] >= 0.8, mode
