@@ -81,44 +81,70 @@ def build_index(
     started = time.perf_counter()
     chunker = chunker or ChunkerConfig()
     lexical = lexical or LexicalConfig()
+    report = report or LoadReport(loaded=len(articles))
     with build_lock(root):
-        removed = clean_stale_builds(root)
-        if removed:
-            say(f"Removed {len(removed)} stale build(s) left by an earlier run")
-        build = new_build_dir(root)
         chunks = chunk_articles(articles, chunker, progress)
         say(f"Chunked {len(articles)} articles into {len(chunks)} chunks")
         titles = {a.article_id: a.title for a in articles}
         vectors = embed_texts(
             embedder, [embedding_text(titles[c.article_id], c.text, chunker) for c in chunks], progress
         )
-        index = faiss.IndexFlatIP(embedder.dimension)
-        index.add(vectors)
-        faiss.write_index(index, str(build / VECTORS_NAME))
-        lexical_texts = [f"{titles[c.article_id]}\n{c.text}" if lexical.title_in_chunks else c.text for c in chunks]
-        LexicalIndex.build(lexical_texts, lexical.k1, lexical.b).save(build / LEXICAL_DIR)
-        write_store(build / STORE_NAME, articles, chunks)
-        report = report or LoadReport(loaded=len(articles))
-        Manifest(
-            index_id=build.name,
-            model_id=embedder.model_id,
-            dimension=embedder.dimension,
-            chunker=chunker.to_dict(),
-            lexical={"k1": lexical.k1, "b": lexical.b, "title_in_chunks": lexical.title_in_chunks},
-            faiss_factory="Flat",
-            counts={
-                "articles": len(articles),
-                "chunks": len(chunks),
-                "skipped": len(report.skipped),
-                "duplicates": len(report.duplicates),
-            },
-            corpus_fingerprint=corpus_fingerprint(list(articles)),
-            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        ).write(build)  # written last: a build without a manifest is incomplete
-        publish(root, build)
+        build = write_build(root, articles, chunks, vectors, embedder, chunker, lexical, report, say=say)
     seconds = time.perf_counter() - started
     say(f"Published index {build.name} at {root} ({len(articles)} articles, {len(chunks)} chunks) in {seconds:.1f}s")
     return BuildResult(build.name, build, len(articles), len(chunks), seconds, report)
+
+
+def write_build(
+    root: Path,
+    articles: Sequence[Article],
+    chunks: Sequence[Chunk],
+    vectors: np.ndarray,
+    embedder: Embedder,
+    chunker: ChunkerConfig,
+    lexical: LexicalConfig,
+    report: LoadReport | None = None,
+    extra: dict[str, object] | None = None,
+    say: Callable[[str], None] = log.info,
+) -> Path:
+    """Write chunked, embedded articles as a new build under `root` and publish it; returns the build.
+
+    Every engine (local, Ray) ends here, so they all write the same directory format.
+    The caller holds `build_lock(root)`. Row i of `vectors` is `chunks[i]`, in article order.
+    """
+    if vectors.shape != (len(chunks), embedder.dimension):
+        raise ValueError(f"{vectors.shape} vectors for {len(chunks)} chunks of dimension {embedder.dimension}")
+    removed = clean_stale_builds(root)
+    if removed:
+        say(f"Removed {len(removed)} stale build(s) left by an earlier run")
+    build = new_build_dir(root)
+    titles = {a.article_id: a.title for a in articles}
+    index = faiss.IndexFlatIP(embedder.dimension)
+    index.add(vectors)
+    faiss.write_index(index, str(build / VECTORS_NAME))
+    lexical_texts = [f"{titles[c.article_id]}\n{c.text}" if lexical.title_in_chunks else c.text for c in chunks]
+    LexicalIndex.build(lexical_texts, lexical.k1, lexical.b).save(build / LEXICAL_DIR)
+    write_store(build / STORE_NAME, articles, chunks)
+    report = report or LoadReport(loaded=len(articles))
+    Manifest(
+        index_id=build.name,
+        model_id=embedder.model_id,
+        dimension=embedder.dimension,
+        chunker=chunker.to_dict(),
+        lexical={"k1": lexical.k1, "b": lexical.b, "title_in_chunks": lexical.title_in_chunks},
+        faiss_factory="Flat",
+        counts={
+            "articles": len(articles),
+            "chunks": len(chunks),
+            "skipped": len(report.skipped),
+            "duplicates": len(report.duplicates),
+        },
+        corpus_fingerprint=corpus_fingerprint(list(articles)),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        extra=dict(extra or {}),
+    ).write(build)  # written last: a build without a manifest is incomplete
+    publish(root, build)
+    return build
 
 
 def chunk_articles(articles: Sequence[Article], config: ChunkerConfig, progress: bool | None = None) -> list[Chunk]:
