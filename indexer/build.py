@@ -83,41 +83,46 @@ def build_index(
     lexical = lexical or LexicalConfig()
     report = report or LoadReport(loaded=len(articles))
     with build_lock(root):
+        build = start_build(root, say)
         chunks = chunk_articles(articles, chunker, progress)
         say(f"Chunked {len(articles)} articles into {len(chunks)} chunks")
         titles = {a.article_id: a.title for a in articles}
         vectors = embed_texts(
             embedder, [embedding_text(titles[c.article_id], c.text, chunker) for c in chunks], progress
         )
-        build = write_build(root, articles, chunks, vectors, embedder, chunker, lexical, report, say=say)
+        write_build(build, articles, chunks, vectors, embedder, chunker, lexical, report)
+        publish(root, build)
     seconds = time.perf_counter() - started
     say(f"Published index {build.name} at {root} ({len(articles)} articles, {len(chunks)} chunks) in {seconds:.1f}s")
     return BuildResult(build.name, build, len(articles), len(chunks), seconds, report)
 
 
+def start_build(root: Path, say: Callable[[str], None] = log.info) -> Path:
+    """Remove leftovers of earlier runs and make the new build's directory; the caller holds build_lock(root)."""
+    removed = clean_stale_builds(root)
+    if removed:
+        say(f"Removed {len(removed)} stale build(s) left by an earlier run")
+    return new_build_dir(root)
+
+
 def write_build(
-    root: Path,
+    build: Path,
     articles: Sequence[Article],
     chunks: Sequence[Chunk],
     vectors: np.ndarray,
     embedder: Embedder,
     chunker: ChunkerConfig,
     lexical: LexicalConfig,
-    report: LoadReport | None = None,
+    report: LoadReport,
     extra: dict[str, object] | None = None,
-    say: Callable[[str], None] = log.info,
-) -> Path:
-    """Write chunked, embedded articles as a new build under `root` and publish it; returns the build.
+) -> None:
+    """Write chunked, embedded articles into the build directory `build`, manifest last; publish is next.
 
     Every engine (local, Ray) ends here, so they all write the same directory format.
-    The caller holds `build_lock(root)`. Row i of `vectors` is `chunks[i]`, in article order.
+    Row i of `vectors` is `chunks[i]`, in article order.
     """
     if vectors.shape != (len(chunks), embedder.dimension):
         raise ValueError(f"{vectors.shape} vectors for {len(chunks)} chunks of dimension {embedder.dimension}")
-    removed = clean_stale_builds(root)
-    if removed:
-        say(f"Removed {len(removed)} stale build(s) left by an earlier run")
-    build = new_build_dir(root)
     titles = {a.article_id: a.title for a in articles}
     index = faiss.IndexFlatIP(embedder.dimension)
     index.add(vectors)
@@ -125,7 +130,6 @@ def write_build(
     lexical_texts = [f"{titles[c.article_id]}\n{c.text}" if lexical.title_in_chunks else c.text for c in chunks]
     LexicalIndex.build(lexical_texts, lexical.k1, lexical.b).save(build / LEXICAL_DIR)
     write_store(build / STORE_NAME, articles, chunks)
-    report = report or LoadReport(loaded=len(articles))
     Manifest(
         index_id=build.name,
         model_id=embedder.model_id,
@@ -143,8 +147,6 @@ def write_build(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         extra=dict(extra or {}),
     ).write(build)  # written last: a build without a manifest is incomplete
-    publish(root, build)
-    return build
 
 
 def chunk_articles(articles: Sequence[Article], config: ChunkerConfig, progress: bool | None = None) -> list[Chunk]:

@@ -33,12 +33,12 @@ from typing import Any
 
 import numpy as np
 
-from indexer.build import BuildResult, LexicalConfig, write_build
+from indexer.build import BuildResult, LexicalConfig, start_build, write_build
 from indexer.chunking import Chunk, Chunker, ChunkerConfig, embedding_text
 from indexer.corpus import Article, LoadReport, load_corpus
 from indexer.embedding import Embedder
 from indexer.errors import CorpusError, NewsdeskError
-from indexer.publish import build_lock
+from indexer.publish import build_lock, publish
 from indexer.tokens import wordpiece_counter
 
 log = logging.getLogger(__name__)
@@ -130,11 +130,14 @@ def ray_build_index(
     lexical = lexical or LexicalConfig()
     report = report or LoadReport(loaded=len(articles))
     embedder = embedder_factory()  # on the driver only for model_id and dimension: models load lazily
-    with build_lock(root), ray_session(options):
-        chunks, vectors = chunk_and_embed(articles, embedder_factory, embedder.dimension, chunker, options)
+    with build_lock(root):
+        build = start_build(root, say)
+        with ray_session(options):
+            chunks, vectors = chunk_and_embed(articles, embedder_factory, embedder.dimension, chunker, options)
         say(f"Chunked and embedded {len(articles)} articles into {len(chunks)} chunks on Ray")
         extra = {"engine": "ray", "ray": options.to_dict()}  # embed_actors None: sized to the cluster
-        build = write_build(root, articles, chunks, vectors, embedder, chunker, lexical, report, extra, say)
+        write_build(build, articles, chunks, vectors, embedder, chunker, lexical, report, extra)
+        publish(root, build)
     seconds = time.perf_counter() - started
     say(f"Published index {build.name} at {root} ({len(articles)} articles, {len(chunks)} chunks) in {seconds:.1f}s")
     return BuildResult(build.name, build, len(articles), len(chunks), seconds, report)
