@@ -27,7 +27,7 @@ from eval.report import machine_info
 from indexer.build import LexicalConfig, build_index
 from indexer.chunking import ChunkerConfig
 from indexer.corpus import corpus_fingerprint
-from indexer.embedding import Embedder
+from indexer.embedding import Embedder, backend_of
 from indexer.errors import NewsdeskError
 from indexer.manifest import Manifest
 from indexer.publish import current_build
@@ -149,7 +149,8 @@ def ensure_index(
         if reused is not None:
             say(f"Reusing index {reused.index_id} at {root} (pass --rebuild to build it again)")
             return reused
-    result = build_index(dataset.documents, root, embedder, progress=progress, say=say)
+    # No embedding cache: a benchmark build times embedding every chunk, as a first build does.
+    result = build_index(dataset.documents, root, embedder, progress=progress, say=say, cache=False)
     stats = IndexStats(result.index_id, result.articles, result.chunks, result.seconds, peak_rss_mb(), False)
     (root / BUILD_STATS).write_text(json.dumps(asdict(stats), indent=2) + "\n", encoding="utf-8")
     return stats
@@ -163,6 +164,7 @@ def _reusable(dataset: BeirDataset, root: Path, embedder: Embedder) -> IndexStat
     same = (
         manifest.model_id == embedder.model_id
         and manifest.dimension == embedder.dimension
+        and manifest.embedder_backend == backend_of(embedder)  # int8 and fp32 vectors differ slightly
         and manifest.chunker == ChunkerConfig().to_dict()
         and manifest.lexical == asdict(LexicalConfig())
         and manifest.corpus_fingerprint == corpus_fingerprint(dataset.documents)
@@ -273,6 +275,7 @@ def run_bench(
         "index": stats.to_dict(),
         "settings": {
             "model": manifest.model_id,
+            "embedder_backend": manifest.embedder_backend,
             "dimension": manifest.dimension,
             "chunker": manifest.chunker,
             "lexical": manifest.lexical,

@@ -15,17 +15,22 @@ RESULTS_DIR = Path("eval/results")
 DEFAULT_QUESTIONS = Path(__file__).resolve().parent / "questions.jsonl"
 # indexer.search.MODES, spelled out so `newsdesk --help` need not import FAISS (a test keeps them equal).
 MODES = ("hybrid", "dense", "lexical")
+EMBEDDERS = ("auto", "onnx", "st")  # indexer.embedding.EMBEDDER_KINDS, likewise
+EMBEDDER_HELP = "onnx (int8), st (sentence-transformers fp32) or auto (default: $NEWSDESK_EMBEDDER or auto)"
 
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def _embedder():  # type: ignore[no-untyped-def]
-    """The real model; tests replace this with the fake embedder."""
-    from indexer.embedding import SentenceTransformerEmbedder
+def _embedder(args: argparse.Namespace | None = None):  # type: ignore[no-untyped-def]
+    """The embedder `newsdesk index`/`search` and the service use (--embedder, $NEWSDESK_EMBEDDER, else auto).
 
-    return SentenceTransformerEmbedder()
+    Tests replace this with the fake embedder.
+    """
+    from indexer.embedding import default_embedder
+
+    return default_embedder(getattr(args, "embedder", None))
 
 
 def _modes(value: str) -> list[str]:
@@ -66,7 +71,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _say(f"{dataset.name}/{args.split}: {len(dataset.documents)} documents, {len(dataset.queries)} judged queries")
     report = run_bench(
         dataset,
-        _embedder(),
+        _embedder(args),
         runs,
         index_dir=Path(args.index_dir) if args.index_dir else None,
         rebuild=args.rebuild,
@@ -97,7 +102,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from indexer.errors import NewsdeskError
 
     questions = load_questions(args.questions)
-    embedder = _embedder()
+    embedder = _embedder(args)
     with tempfile.TemporaryDirectory(prefix="newsdesk-eval-") as scratch:
         root = Path(args.index_dir)
         if args.corpus:
@@ -107,7 +112,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             if not corpus.exists():
                 raise NewsdeskError(f"Corpus directory {corpus} does not exist.")
             root = Path(scratch) / "index"
-            index_corpus(corpus, root, embedder, progress=not args.no_progress, say=_say)
+            index_corpus(corpus, root, embedder, progress=not args.no_progress, say=_say, cache=False)
         report = _evaluate(root, embedder, questions, args)
     report["created_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     from eval.report import write_eval_report
@@ -134,6 +139,7 @@ def _evaluate(root: Path, embedder: object, questions: list, args: argparse.Name
 
     from eval.labelled import evaluate_labelled
     from eval.report import machine_info
+    from indexer.embedding import backend_of
     from indexer.search import SearchIndex
 
     index = SearchIndex.load(root, embedder)  # type: ignore[arg-type]
@@ -145,6 +151,7 @@ def _evaluate(root: Path, embedder: object, questions: list, args: argparse.Name
     }
     report["settings"] = {
         "model": index.manifest.model_id,
+        "embedder_backend": {"index": index.manifest.embedder_backend, "queries": backend_of(embedder)},
         "chunker": index.manifest.chunker,
         "lexical": index.manifest.lexical,
         "fusion": asdict(index.config),
@@ -161,6 +168,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--corpus", help="index this corpus into a temporary directory first and evaluate that")
     p.add_argument("--modes", type=_modes, default=list(MODES), help="comma-separated (default: all three)")
     p.add_argument("--out", default=str(RESULTS_DIR / "labelled"), help="report directory (default: %(default)s)")
+    p.add_argument("--embedder", choices=EMBEDDERS, help=EMBEDDER_HELP)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
 
@@ -172,6 +180,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--index-dir", help="keep the index here and reuse it when it matches (default: a temp dir)")
     p.add_argument("--rebuild", action="store_true", help="build the index even if --index-dir holds a matching one")
     p.add_argument("--latency-queries", type=_count, default=100, help="queries timed one by one (0: all)")
+    p.add_argument("--embedder", choices=EMBEDDERS, help=EMBEDDER_HELP)
     p.add_argument("--per-query", action="store_true", help="also record each query's nDCG@10 (paired comparisons)")
     p.add_argument("--out", help="report directory (default: eval/results/<dataset name>)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")

@@ -108,7 +108,8 @@ def bench_markdown(report: dict) -> str:
         "",
         "## Settings",
         "",
-        f"- model `{settings['model']}` ({settings['dimension']}-d), FAISS `{settings['faiss']}`",
+        f"- model `{settings['model']}` ({settings['dimension']}-d, {settings.get('embedder_backend', 'unknown')}), "
+        f"FAISS `{settings['faiss']}`",
         f"- chunker {_kv(settings['chunker'])}",
         f"- BM25 {_kv(settings['lexical'])}; a document scores as its best chunk",
         "- runs: " + "; ".join(f"{label}: {_kv(s)}" for label, s in settings["runs"].items()),
@@ -139,7 +140,8 @@ def eval_markdown(report: dict) -> str:
         "",
         f"Measured {report['created_at']} on {machine_line(report['machine'], timed=False)}.",
         "",
-        f"Index `{index['id']}`: {index['articles']} articles, {index['chunks']} chunks; model `{settings['model']}`; "
+        f"Index `{index['id']}`: {index['articles']} articles, {index['chunks']} chunks; model `{settings['model']}` "
+        f"({_kv(settings.get('embedder_backend', {}))}); "
         f"chunker {_kv(settings['chunker'])}; BM25 {_kv(settings['lexical'])}; hybrid fusion {fusion['fusion']} "
         f"(alpha {fusion['alpha']}, depth {fusion['depth']}).",
         "",

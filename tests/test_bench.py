@@ -11,7 +11,7 @@ import eval.cli
 from eval.bench import CachedQueryEmbedder, parse_fusion, plan_runs
 from eval.labelled import AnswerLocator, LabelledAnswer, Question, score_question
 from indexer.cli import main
-from indexer.embedding import FakeEmbedder
+from indexer.embedding import EMBEDDER_KINDS, FakeEmbedder
 from indexer.search import MODES, Citation, Hit, SearchConfig, SearchIndex
 from tests.conftest import DAIMLER, SEED_CORPUS, XIAOMI_BLOOMBERG, XIAOMI_HT
 from tests.test_datasets import write_dataset
@@ -38,7 +38,7 @@ REQUIRED = {"ndcg@10", "recall@10", "recall@100", "mrr@10", "latency_ms_p50", "l
 
 @pytest.fixture
 def fake_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(eval.cli, "_embedder", FakeEmbedder)
+    monkeypatch.setattr(eval.cli, "_embedder", lambda args=None: FakeEmbedder())
 
 
 @pytest.fixture
@@ -125,7 +125,7 @@ def test_fusion_specs_and_plans():
     assert parse_fusion("convex") == SearchConfig()
     assert parse_fusion("convex:0.7") == SearchConfig(fusion="convex", alpha=0.7)
     assert [r.label for r in plan_runs(["dense", "hybrid"], [])] == ["dense", "hybrid"]
-    assert set(eval.cli.MODES) == set(MODES)
+    assert set(eval.cli.MODES) == set(MODES) and set(eval.cli.EMBEDDERS) == set(EMBEDDER_KINDS)
 
 
 # --- labelled questions -----------------------------------------------------------------------
@@ -200,7 +200,7 @@ def test_eval_without_an_index_says_how_to_build_one(tmp_path: Path, fake_model,
 
 @pytest.mark.integration
 def test_bench_with_the_real_model(dataset: Path, tmp_path: Path, real_embedder, monkeypatch, capsys):
-    monkeypatch.setattr(eval.cli, "_embedder", lambda: real_embedder)
+    monkeypatch.setattr(eval.cli, "_embedder", lambda args=None: real_embedder)
     report, _ = bench(["--dataset", str(dataset), "--out", str(tmp_path / "r"), "--no-progress"], capsys)
     assert report["settings"]["model"] == "sentence-transformers/all-MiniLM-L6-v2"
     for mode in ("dense", "hybrid"):  # each query uses words of its own document only
