@@ -43,10 +43,12 @@ def machine_info() -> dict[str, object]:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     # Other processes on a shared machine slow every timing down; the load average says by how much.
     load = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    faiss = sys.modules.get("faiss")  # its OpenMP threads matter for single-query latency on a busy machine
     return {
         "cpu": cpu,
         "cores": cores,
         "gpu": gpu,
+        "faiss_omp_threads": faiss.omp_get_max_threads() if faiss is not None else None,
         "load_avg_1_5_15m": load,
         "python": platform.python_version(),
         "os": platform.system(),
