@@ -131,7 +131,8 @@ class Chunker:
         if self._count_model_tokens is None:
             return [(start, end)]
         passage = article.text[start:end]
-        if self._count_model_tokens(embedding_text(article.title, passage, self.config)) <= self.config.model_max_tokens:
+        fits = self._count_model_tokens(embedding_text(article.title, passage, self.config))
+        if fits <= self.config.model_max_tokens:
             return [(start, end)]
         sentences = [(start + s, start + e) for s, e in split_sentences(passage)]
         if len(sentences) > 1:

@@ -351,6 +351,9 @@ def _iso_date(value: str | None) -> str | None:
     if not value:
         return None
     value = value.strip()
+    if re.match(r"^\d{4}/\d{1,2}/\d{1,2}", value):  # 2020/01/03, as in RealTimeQA
+        year, month, day = value[:10].split("/")[:3]
+        value = f"{year}-{int(month):02d}-{int(day.split()[0][:2]):02d}"
     for parse in (date.fromisoformat, lambda v: datetime.fromisoformat(v.replace("Z", "+00:00")).date()):
         try:
             return parse(value).isoformat()  # type: ignore[no-untyped-call]

@@ -143,7 +143,8 @@ class SearchIndex:
 
     def search_articles(self, query: str, k: int = 10, mode: str = "hybrid") -> list[tuple[str, float]]:
         """The top `k` articles, each scored by its best chunk."""
-        positions, scores = self.rank(query, max(k * 3, self.config.depth), mode, None, depth=max(k * 3, self.config.depth))
+        depth = max(k * 3, self.config.depth)  # several chunks may belong to one article
+        positions, scores = self.rank(query, depth, mode, None, depth=depth)
         best: dict[str, float] = {}
         for pos, score in zip(positions.tolist(), scores.tolist(), strict=True):
             article_id = self.store.article_ids[self.store.chunk_article[pos]]

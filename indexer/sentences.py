@@ -23,7 +23,8 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     start = 0
     for match in _END_RE.finditer(text):
         end = match.end()
-        if match.group() != "\n" and not _CJK_END_RE.match(match.group()) and not _is_boundary(text, match.start(), end):
+        mark = match.group()
+        if mark != "\n" and not _CJK_END_RE.match(mark) and not _is_boundary(text, match.start(), end):
             continue
         _append_trimmed(text, start, end, spans)
         start = end

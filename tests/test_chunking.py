@@ -40,7 +40,7 @@ def test_chunks_overlap_and_respect_token_budget(chunker: Chunker):
     chunks = chunker.chunk(article)
     assert len(chunks) > 3
     encoding = get_encoding()
-    for first, second in zip(chunks, chunks[1:]):
+    for first, second in zip(chunks, chunks[1:], strict=False):
         assert second.start < first.end, "consecutive chunks overlap"
         assert second.start > first.start
     assert all(len(encoding.encode(c.text)) <= chunker.config.max_tokens + 5 for c in chunks)

@@ -48,6 +48,7 @@ def test_html_strips_tags_scripts_and_decodes_entities(tmp_path: Path):
 def test_jsonl_records_ids_dates_and_bad_lines(tmp_path: Path):
     lines = [
         json.dumps({"_id": "n1", "title": "T1", "text": "Alpha text", "publish_date": "2023-05-01T10:00:00Z"}),
+        json.dumps({"_id": "n2", "text": "Gamma", "date": "2020/01/03"}),
         json.dumps({"id": 7, "text": "Beta text\nmore", "date": "not a date", "source": "S", "url": "http://x"}),
         "{not json",
         json.dumps({"_id": "n3", "text": ""}),
@@ -57,11 +58,12 @@ def test_jsonl_records_ids_dates_and_bad_lines(tmp_path: Path):
     warnings: list[str] = []
     articles, report = load_corpus(tmp_path, warn=warnings.append)
     by_id = {a.article_id: a for a in articles}
-    assert set(by_id) == {"n1", "7"}
+    assert set(by_id) == {"n1", "n2", "7"}
+    assert by_id["n2"].date == "2020-01-03"
     assert by_id["n1"].date == "2023-05-01" and by_id["n1"].title == "T1"
     assert by_id["7"].date is None and by_id["7"].title == "Beta text" and by_id["7"].url == "http://x"
     assert len(report.skipped) == 3
-    assert any("docs.jsonl:3" in w and "malformed JSON" in w for w in warnings)
+    assert any("docs.jsonl:4" in w and "malformed JSON" in w for w in warnings)
 
 
 def test_gzipped_jsonl(tmp_path: Path):

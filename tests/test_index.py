@@ -20,7 +20,7 @@ def test_citations_slice_the_article_text(fake_index: SearchIndex):
         hits = fake_index.search("Xiaomi Beijing Automotive license", k=5, mode=mode)
         assert hits, mode
         assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
-        assert all(a.score >= b.score for a, b in zip(hits, hits[1:]))
+        assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
         for hit in hits:
             article = fake_index.article(hit.citation.article_id)
             assert article is not None

@@ -1,0 +1,228 @@
+"""The FastAPI application: search, ask, article lookup, health, readiness and metrics.
+
+No `from __future__ import annotations` here: FastAPI must see the real request
+models, which are built per app inside `create_app`.
+"""
+
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import FastAPI, Query, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+
+from api.body_limit import BodyLimitMiddleware
+from api.errors import ApiError, error_response, install_error_handlers
+from api.holder import IndexHolder
+from api.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
+from api.schemas import (
+    ArticleOut,
+    AskOut,
+    ErrorOut,
+    HealthOut,
+    ReadyOut,
+    SearchOut,
+    SpanOut,
+    request_models,
+)
+from api.settings import Settings
+from indexer.answer import answer_question
+from indexer.embedding import Embedder
+from indexer.errors import NewsdeskError
+from indexer.search import Filters, SearchIndex
+
+# Uvicorn configures this logger, so load messages show beside its own.
+log = logging.getLogger("uvicorn.error")
+
+_SPACE = re.compile(r"\s+")
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": text}
+    for code, text in {
+        400: "Malformed JSON body",
+        413: "Request body over the size limit",
+        415: "Body not sent as application/json",
+        422: "A parameter is missing, malformed or out of range (the message names it and its limit)",
+        503: "No index loaded (see /readyz)",
+    }.items()
+}
+
+
+def create_app(settings: Settings | None = None, embedder: Embedder | None = None) -> FastAPI:
+    """Build the service for `settings`; the index (and the model) load in the lifespan.
+
+    Pass `embedder` to use another embedder than the packaged MiniLM (tests pass a fake).
+    """
+    settings = settings or Settings()
+    holder = IndexHolder()
+    metrics = Metrics()
+    holder.on_swap(metrics.observe_index)
+    models = request_models(settings)
+    SearchQuery, SearchBody, AskBody, ArticleQuery = (
+        models.search_query, models.search_body, models.ask_body, models.article_query,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await load_index(holder, settings, embedder)
+        yield
+        holder.swap(None, "The service is shutting down.")
+
+    app = FastAPI(
+        title="newsdesk",
+        summary="Semantic search and questions over news articles, with exact citations.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.holder = holder
+    app.state.metrics = metrics
+    install_error_handlers(app, models.rules, models.examples)
+
+    # Added innermost first: metrics see every response, CORS headers reach errors too.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type"], max_age=600,
+        )
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
+
+    async def run_search(params: Any) -> dict[str, Any]:
+        index = holder.get()
+        filters = Filters(params.source, params.date_from, params.date_to)
+
+        def search() -> tuple[list[dict[str, object]], float]:
+            started = time.perf_counter()
+            hits = index.search(params.q, k=params.k, mode=params.mode, filters=filters)
+            return [hit.to_dict() for hit in hits], (time.perf_counter() - started) * 1000
+
+        hits, took_ms = await run_in_threadpool(search)
+        return {"query": params.q, "mode": params.mode, "took_ms": round(took_ms, 2), "hits": hits}
+
+    @app.get("/search", response_model=SearchOut, responses=ERRORS, tags=["search"])
+    async def search_get(params: Annotated[SearchQuery, Query()]) -> dict[str, Any]:  # type: ignore[valid-type]
+        """Ranked passages for a query, each with its citation and highlighted terms."""
+        return await run_search(params)
+
+    @app.post("/search", response_model=SearchOut, responses=ERRORS, tags=["search"])
+    async def search_post(body: SearchBody) -> dict[str, Any]:  # type: ignore[valid-type]
+        """The same as GET /search, with the fields in a JSON body."""
+        return await run_search(body)
+
+    @app.post("/ask", response_model=AskOut, responses=ERRORS, tags=["search"])
+    async def ask(body: AskBody) -> dict[str, Any]:  # type: ignore[valid-type]
+        """Answer a question from the articles, citing the passages the answer comes from."""
+        index = holder.get()
+        answer = await run_in_threadpool(answer_question, index, body.question, body.k)  # type: ignore[attr-defined]
+        return answer.to_dict()
+
+    @app.get(
+        "/articles/{article_id:path}", response_model=ArticleOut, tags=["articles"],
+        responses={**ERRORS, 404: {"model": ErrorOut, "description": "No article with this id"}},
+    )
+    async def article(article_id: str, params: Annotated[ArticleQuery, Query()]) -> dict[str, Any]:  # type: ignore[valid-type]
+        """One article (what a citation links to); with start and end, also the cited span in context."""
+        index = holder.get()
+        found = await run_in_threadpool(index.article, article_id)
+        if found is None:
+            raise ApiError(404, "article_not_found", f"No article with id {article_id!r} in the index.")
+        data: dict[str, Any] = {
+            "article_id": found.article_id, "title": found.title, "source": found.source,
+            "date": found.date, "url": found.url, "text": found.text, "span": None,
+        }
+        if params.start is not None and params.end is not None:  # type: ignore[attr-defined]
+            data["span"] = cited_span(found.text, params.start, params.end, params.context)  # type: ignore[attr-defined]
+        return data
+
+    @app.get("/healthz", response_model=HealthOut, tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """The process is up (it says nothing about the index: see /readyz)."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=ReadyOut, tags=["operations"],
+             responses={503: {"model": ErrorOut, "description": "No index loaded"}})
+    async def readyz() -> Any:
+        """Ready to search: the index's id, model and size, or 503 with the reason."""
+        if not holder.loaded:
+            return error_response(503, "index_unavailable", holder.problem or "No index is loaded.")
+        index = holder.get()
+        return {
+            "status": "ready", "index_id": index.index_id, "model_id": index.manifest.model_id,
+            "articles": index.store.article_count, "chunks": index.store.chunk_count,
+        }
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics_endpoint() -> Response:
+        """Prometheus metrics (text exposition format)."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/widget.js", include_in_schema=False)
+    async def widget_js() -> FileResponse:
+        return FileResponse(STATIC_DIR / "widget.js", media_type="text/javascript")
+
+    @app.get("/", include_in_schema=False)
+    async def index_page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    return app
+
+
+async def load_index(holder: IndexHolder, settings: Settings, embedder: Embedder | None) -> None:
+    """Load the model and the index off the event loop; on failure serve 503s that say why."""
+
+    def load() -> SearchIndex:
+        chosen = embedder
+        if chosen is None:
+            import torch
+
+            from indexer.embedding import SentenceTransformerEmbedder
+
+            torch.set_num_threads(settings.embed_threads)  # process-wide; this process only serves
+            chosen = SentenceTransformerEmbedder()
+        index = SearchIndex.load(settings.index_dir, chosen)
+        # One throwaway embedding: the model's first call costs about a second, which
+        # would otherwise land on the first user's request.
+        chosen.embed(["warm up"])
+        return index
+
+    try:
+        index = await anyio.to_thread.run_sync(load)
+    except NewsdeskError as exc:
+        # Stay up and say why on /readyz and every search, rather than crash-looping.
+        log.error("newsdesk: no index served: %s", exc)
+        holder.swap(None, str(exc))
+        return
+    holder.swap(index)
+    log.info("newsdesk: serving index %s (%d articles, %d chunks)",
+             index.index_id, index.store.article_count, index.store.chunk_count)
+
+
+def cited_span(text: str, start: int, end: int, context: int) -> dict[str, Any]:
+    """The span text[start:end] and up to `context` characters each side, cut at word boundaries."""
+    if end > len(text):
+        raise ApiError(
+            422, "invalid_parameter",
+            f"end ({end}) is past the end of the article, which has {len(text)} characters; "
+            "use the offsets of a citation.",
+        )
+    context_start = max(0, start - context)
+    if context_start > 0 and not text[context_start - 1].isspace():
+        # Drop the partial word at the cut: start after the first whitespace (or at the quote).
+        space = _SPACE.search(text, context_start, start)
+        context_start = space.end() if space else start
+    context_end = min(len(text), end + context)
+    if context_end < len(text) and not text[context_end].isspace():
+        spaces = [m.start() for m in _SPACE.finditer(text, end, context_end)]
+        context_end = spaces[-1] if spaces else end
+    return SpanOut(
+        start=start, end=end, quote=text[start:end],
+        context_start=context_start, context_end=context_end, context=text[context_start:context_end],
+    ).model_dump()

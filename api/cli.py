@@ -1,0 +1,78 @@
+"""`newsdesk serve`: run the HTTP API on an existing index.
+
+It does not build a missing index: indexing a large corpus takes minutes and
+belongs to `newsdesk index`, so serve refuses with the command to run instead
+(scripts/serve.sh runs both).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from indexer.errors import NewsdeskError
+
+Add = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
+
+
+def register(add: Add) -> None:
+    """Add the `serve` subcommand to the newsdesk CLI."""
+    p = add("serve", cmd_serve, "Serve the HTTP API (search, ask, articles) on an existing index.")
+    p.add_argument("--host", help="interface to bind (default: $NEWSDESK_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=_port, help="port (default: $NEWSDESK_PORT or 8000)")
+    p.add_argument("--index-dir", help="index directory (default: $NEWSDESK_INDEX_DIR or .newsdesk/index)")
+    p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"],
+                   help="server log level (default: info)")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Check the index, print the URL, and serve until interrupted."""
+    from pydantic import ValidationError
+
+    from api.settings import Settings
+
+    given = {"host": args.host, "port": args.port, "index_dir": args.index_dir, "log_level": args.log_level}
+    try:
+        settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise NewsdeskError(f"Invalid setting ({problems}). Check the NEWSDESK_* environment variables.") from None
+    check_index(settings.index_dir)
+
+    import uvicorn
+
+    from api.app import create_app
+
+    url = service_url(settings.host, settings.port)
+    print(f"newsdesk: serving {settings.index_dir} at {url}  (API docs: {url}docs; Ctrl+C stops)", flush=True)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    return 0
+
+
+def check_index(root: Path) -> None:
+    """Fail now, with the command that fixes it, if `root` holds no index the packaged model can serve."""
+    from indexer.embedding import MINILM_DIMENSION, MINILM_ID
+    from indexer.manifest import Manifest
+    from indexer.publish import current_build
+
+    build = current_build(root)  # IndexNotFound says: newsdesk index corpus/ --index-dir <root>
+    Manifest.read(build).check_compatible(MINILM_ID, MINILM_DIMENSION)
+
+
+def service_url(host: str, port: int) -> str:
+    """The URL to open: a wildcard bind is reachable on loopback."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else "[::1]" if host == "::" else host
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/"
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {value!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError("must be between 1 and 65535")
+    return port

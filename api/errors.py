@@ -1,0 +1,177 @@
+"""Every error the API returns, in one JSON shape: {"error": {"code", "message"}}.
+
+This is the one place where indexer exceptions, request validation failures and
+HTTP errors become status codes. Messages name the field and the limit, and say
+the fix; a 500 says only that something went wrong (the traceback goes to the log).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from email.message import Message
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from indexer.errors import (
+    CorpusError,
+    CorruptIndex,
+    IncompatibleIndex,
+    IndexNotFound,
+    InvalidQuery,
+    NewsdeskError,
+)
+
+log = logging.getLogger("api")
+
+# Most specific first: the first match wins.
+INDEXER_ERRORS: tuple[tuple[type[NewsdeskError], int, str], ...] = (
+    (InvalidQuery, 422, "invalid_parameter"),
+    (IndexNotFound, 503, "index_unavailable"),
+    (IncompatibleIndex, 503, "index_unavailable"),
+    (CorruptIndex, 503, "index_unavailable"),
+    (CorpusError, 400, "bad_request"),
+    (NewsdeskError, 400, "bad_request"),
+)
+
+HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+INTERNAL_MESSAGE = "Something went wrong on the server; it has been logged. Try again, and report it if it persists."
+
+
+class ApiError(Exception):
+    """An error with its HTTP status, a stable machine-readable code and a message for people."""
+
+    def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def error_response(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """The JSON error response every failure uses."""
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def translate(exc: NewsdeskError) -> ApiError:
+    """The HTTP form of an indexer exception."""
+    for kind, status, code in INDEXER_ERRORS:
+        if isinstance(exc, kind):
+            message = str(exc)
+            if isinstance(exc, InvalidQuery) and exc.field not in message:
+                message = f"{exc.field}: {message}"
+            return ApiError(status, code, message)
+    raise AssertionError("unreachable: NewsdeskError is the last entry")  # pragma: no cover
+
+
+def describe_validation(
+    errors: list[dict[str, Any]], rules: Mapping[str, str], content_type: str | None, example: str
+) -> ApiError:
+    """One clear ApiError for a failed request validation (the first problem found)."""
+    body_errors = [e for e in errors if e.get("loc", ("",))[0] == "body"]
+    if body_errors and content_type is not None and not _is_json(content_type):
+        return ApiError(
+            415, "unsupported_media_type",
+            f"The request body must be JSON sent with Content-Type: application/json (got {content_type!r}).",
+        )
+    # An unknown field first: {"query": ...} is better answered "unknown field query" than "q is required".
+    error = next((e for e in errors if e.get("type") == "extra_forbidden"), errors[0])
+    kind = error.get("type", "")
+    loc = tuple(error.get("loc", ()))
+    if kind == "json_invalid":
+        where = f" at character {loc[1]}" if len(loc) > 1 else ""
+        reason = (error.get("ctx") or {}).get("error", "invalid JSON")
+        return ApiError(400, "malformed_json", f"The request body is not valid JSON ({reason}{where}); send {example}.")
+    if loc[:1] == ("body",) and len(loc) == 1:
+        if kind == "missing":
+            return ApiError(422, "invalid_parameter", f"The request body is required: send {example}.")
+        return ApiError(422, "invalid_parameter", f"The request body must be a JSON object such as {example}.")
+    field = str(loc[-1]) if len(loc) > 1 else ""
+    rule = rules.get(field)
+    if kind == "extra_forbidden":
+        message = f"Unknown field {field!r} in the request body; send {example}."
+    elif kind == "value_error" or not field:
+        reason = (error.get("ctx") or {}).get("error") or error.get("msg", "is invalid")
+        message = str(reason) if not field or field in str(reason) else f"{field}: {reason}"
+    elif kind == "missing":
+        message = f"{field} is required" + (f": {rule}." if rule else ".")
+    else:
+        got = _show(error.get("input"))
+        message = f"{field} must be {rule}{got}." if rule else f"{field}: {error.get('msg', 'is invalid')}{got}."
+    return ApiError(422, "invalid_parameter", message)
+
+
+def install_error_handlers(app: FastAPI, rules: Mapping[str, str], examples: Mapping[str, str]) -> None:
+    """Route every exception the app can meet into the one error shape."""
+
+    async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    async def on_indexer_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, NewsdeskError)
+        error = translate(exc)
+        return error_response(error.status, error.code, error.message)
+
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        example = examples.get(request.url.path, "a JSON object (see /docs)")
+        error = describe_validation(list(exc.errors()), rules, request.headers.get("content-type"), example)
+        return error_response(error.status, error.code, error.message)
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        status = exc.status_code
+        headers = dict(exc.headers or {})
+        if status == 400:
+            # Raised by FastAPI when it cannot read the body at all (not UTF-8, nested too deep).
+            example = examples.get(request.url.path, "a JSON object (see /docs)")
+            return error_response(
+                400, "malformed_json", f"The request body cannot be read as UTF-8 JSON; send {example}.", headers
+            )
+        if status == 404:
+            message = f"No such endpoint: {request.method} {request.url.path}. The endpoints are listed at /docs."
+        elif status == 405:
+            allowed = headers.get("Allow") or headers.get("allow") or "see /docs"
+            message = f"{request.method} is not allowed on {request.url.path}; use {allowed}."
+        else:
+            message = str(exc.detail)
+        return error_response(status, HTTP_CODES.get(status, f"http_{status}"), message, headers)
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette re-raises after this response, so the server logs the traceback once.
+        return error_response(500, "internal_error", INTERNAL_MESSAGE)
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(NewsdeskError, on_indexer_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def _is_json(content_type: str) -> bool:
+    message = Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+def _show(value: Any) -> str:
+    """`, got <value>` for short scalar inputs; long or structured inputs are not echoed back."""
+    if isinstance(value, bool | int | float) or (isinstance(value, str) and len(value) <= 40):
+        return f", got {value!r}"
+    if isinstance(value, str):
+        return f", got {len(value)} characters"
+    return ""

@@ -1,0 +1,189 @@
+#!/usr/bin/env python
+"""Latency of GET /search over HTTP: N sequential requests on one keep-alive connection, loopback only.
+
+Starts `newsdesk serve` on a free 127.0.0.1 port for --index-dir (or uses --url, which must
+be a loopback address), sends a few warm-up requests, then N distinct queries one after
+another, and reports median / p95 of the client-side wall time (request sent -> JSON read)
+and of the server's own `took_ms`. Distinct queries matter: the index caches query vectors.
+
+    .venv/bin/python scripts/http_latency.py --index-dir .newsdesk/index \\
+        --queries ../shared/data/realtimeqa/queries.jsonl -n 200 --out latency.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+REPO = Path(__file__).resolve().parent.parent
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+MAX_REQUESTS = 10_000
+FALLBACK_QUERIES = [
+    "Which company did Daimler team up with for Denza?",
+    "Who is Xiaomi negotiating with to build cars?",
+    "electric vehicle joint venture in China",
+    "regulatory approval for new carmakers",
+    "smartphone maker plans its own car brand",
+    "foreign ownership cap on car ventures",
+    "battery-powered Smart cars",
+    "比亞迪",
+]
+
+
+def load_queries(path: Path | None, n: int) -> list[str]:
+    """The first `n` distinct queries from a .jsonl (text/query/q field) or a text file (one a line)."""
+    if path is None:
+        print(f"warning: no --queries file; cycling {len(FALLBACK_QUERIES)} built-in queries, so most "
+              "requests hit the query-vector cache and look faster than real traffic", file=sys.stderr)
+        return [FALLBACK_QUERIES[i % len(FALLBACK_QUERIES)] for i in range(n)]
+    seen: dict[str, None] = {}
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            line = line.strip()
+            if not line:
+                continue
+            if path.suffix == ".jsonl":
+                record = json.loads(line)
+                line = str(record.get("text") or record.get("query") or record.get("q") or "").strip()
+            if line:
+                seen.setdefault(line, None)
+            if len(seen) == n:
+                break
+    if len(seen) < n:
+        raise SystemExit(f"{path} has only {len(seen)} distinct queries; ask for -n {len(seen)} or fewer")
+    return list(seen)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get_json(connection: http.client.HTTPConnection, path: str) -> tuple[int, dict]:
+    connection.request("GET", path)
+    response = connection.getresponse()
+    return response.status, json.loads(response.read())
+
+
+def wait_ready(host: str, port: int, process: subprocess.Popen | None, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise SystemExit(f"newsdesk serve exited with code {process.returncode}")
+        try:
+            connection = http.client.HTTPConnection(host, port, timeout=5)
+            status, body = get_json(connection, "/readyz")
+            connection.close()
+            if status == 200:
+                return body
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"service on {host}:{port} not ready after {timeout:.0f}s")
+
+
+def percentile(values: list[float], pct: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
+
+
+def measure(host: str, port: int, queries: list[str], k: int, mode: str, warmup: int) -> dict:
+    connection = http.client.HTTPConnection(host, port, timeout=60)
+    for i in range(warmup):
+        get_json(connection, f"/search?k={k}&mode={mode}&q=" + quote(f"warm-up request {i}"))
+    client_ms: list[float] = []
+    server_ms: list[float] = []
+    for query in queries:
+        started = time.perf_counter()
+        status, body = get_json(connection, f"/search?k={k}&mode={mode}&q=" + quote(query))
+        client_ms.append((time.perf_counter() - started) * 1000)
+        if status != 200:
+            raise SystemExit(f"GET /search for {query!r} answered {status}: {body}")
+        server_ms.append(float(body["took_ms"]))
+    connection.close()
+    return {
+        "client_ms": summary(client_ms),
+        "server_took_ms": summary(server_ms),
+    }
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), 2),
+        "p95": round(percentile(values, 95), 2),
+        "mean": round(statistics.fmean(values), 2),
+        "min": round(min(values), 2),
+        "max": round(max(values), 2),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--index-dir", type=Path, help="start `newsdesk serve` on this index")
+    target.add_argument("--url", help="measure an already running service (loopback only)")
+    parser.add_argument("--queries", type=Path, help=".jsonl (text field) or text file of queries")
+    parser.add_argument("-n", type=int, default=200, help=f"measured requests (1-{MAX_REQUESTS}, default 200)")
+    parser.add_argument("-k", type=int, default=10, help="passages per search (default 10)")
+    parser.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid")
+    parser.add_argument("--warmup", type=int, default=5, help="unmeasured requests first (default 5)")
+    parser.add_argument("--label", default="", help="name of the corpus, for the report")
+    parser.add_argument("--out", type=Path, help="also write the report here as JSON")
+    args = parser.parse_args()
+    if not 1 <= args.n <= MAX_REQUESTS:
+        parser.error(f"-n must be between 1 and {MAX_REQUESTS}")
+    queries = load_queries(args.queries, args.n)
+
+    process = None
+    if args.url:
+        parts = urlsplit(args.url)
+        if parts.hostname not in LOOPBACK or parts.port is None:
+            parser.error("--url must be a loopback address with a port, e.g. http://127.0.0.1:8000")
+        host, port = parts.hostname, parts.port
+    else:
+        host, port = "127.0.0.1", free_port()
+        command = [sys.executable, "-m", "indexer.cli", "serve", "--index-dir", str(args.index_dir),
+                   "--host", host, "--port", str(port), "--log-level", "warning"]
+        process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, env={**os.environ})
+    try:
+        ready = wait_ready(host, port, process, timeout=600)
+        load_before = os.getloadavg()[0]
+        results = measure(host, port, queries, args.k, args.mode, args.warmup)
+    finally:
+        if process is not None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    report = {
+        "label": args.label,
+        "embed_threads": os.environ.get("NEWSDESK_EMBED_THREADS", "default (1)") if process else "unknown",
+        "requests": args.n, "distinct_queries": len(set(queries)), "k": args.k, "mode": args.mode,
+        "index": {key: ready[key] for key in ("index_id", "model_id", "articles", "chunks")},
+        "machine": {
+            "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            # other processes on the machine inflate the figures; the 1-minute load says how busy it was
+            "load_1min_before": round(load_before, 2), "load_1min_after": round(os.getloadavg()[0], 2),
+        },
+        **results,
+    }
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
