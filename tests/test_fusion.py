@@ -74,7 +74,7 @@ def test_weight_one_is_the_dense_order_and_zero_the_lexical_order(index_root: Pa
 
 def test_defaults_are_the_ablation_winner():
     config = SearchConfig()
-    assert (config.fusion, config.alpha) == ("convex", 0.75)
+    assert (config.fusion, config.alpha) == ("convex", 0.5)
 
 
 @pytest.mark.parametrize(
