@@ -65,25 +65,27 @@ class IndexStats:
 
 
 def fusion_spec(config: SearchConfig) -> str:
-    """'convex:0.5' or 'rrf': the short name of a fusion setting."""
-    return "rrf" if config.fusion == "rrf" else f"convex:{config.alpha:g}"
+    """'convex:0.75', 'zscore:0.75' or 'rrf': the short name of a fusion setting."""
+    return "rrf" if config.fusion == "rrf" else f"{config.fusion}:{config.alpha:g}"
 
 
 def parse_fusion(spec: str) -> SearchConfig:
-    """SearchConfig from 'rrf', 'convex' or 'convex:ALPHA' (ALPHA = dense weight, 0..1)."""
+    """SearchConfig from 'rrf', 'convex[:ALPHA]' (min-max) or 'zscore[:ALPHA]' (ALPHA = dense weight, 0..1)."""
     name, _, alpha = spec.strip().partition(":")
     if name == "rrf" and not alpha:
         return SearchConfig(fusion="rrf")
-    if name == "convex":
+    if name in ("convex", "zscore"):
         if not alpha:
-            return SearchConfig(fusion="convex")
+            return SearchConfig(fusion=name)
         try:
             value = float(alpha)
         except ValueError:
             value = -1.0
         if 0.0 <= value <= 1.0:
-            return SearchConfig(fusion="convex", alpha=value)
-    raise NewsdeskError(f"Unknown fusion {spec!r}; use rrf, convex or convex:ALPHA with ALPHA between 0 and 1.")
+            return SearchConfig(fusion=name, alpha=value)
+    raise NewsdeskError(
+        f"Unknown fusion {spec!r}; use rrf, convex[:ALPHA] or zscore[:ALPHA] with ALPHA between 0 and 1."
+    )
 
 
 def plan_runs(modes: Sequence[str], fusions: Sequence[SearchConfig]) -> list[ModeRun]:

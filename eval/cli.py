@@ -131,6 +131,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         a = report["abstention"]
         print(f"abstained on {a['unanswerable_abstained']}/{a['unanswerable']} unanswerable questions; "
               f"answered {a['answerable_answered']}/{a['answerable']} answerable ones")
+        print(f"answer accuracy {a['answer_accuracy']}; abstention precision {a['abstention_precision']}, "
+              f"recall {a['abstention_recall']}")
     return 0
 
 
@@ -176,7 +178,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--dataset", required=True, help="directory with corpus.jsonl[.gz], queries.jsonl, qrels/")
     p.add_argument("--split", default="test", help="qrels split (default: test)")
     p.add_argument("--modes", type=_modes, default=["lexical", "dense", "hybrid"], help="comma-separated modes")
-    p.add_argument("--fusion", type=_fusions, help="hybrid fusion(s): rrf, convex or convex:ALPHA, comma-separated")
+    p.add_argument("--fusion", type=_fusions, help="hybrid fusion(s): rrf, convex[:ALPHA] (min-max) or zscore[:ALPHA], comma-separated")
     p.add_argument("--index-dir", help="keep the index here and reuse it when it matches (default: a temp dir)")
     p.add_argument("--rebuild", action="store_true", help="build the index even if --index-dir holds a matching one")
     p.add_argument("--latency-queries", type=_count, default=100, help="queries timed one by one (0: all)")

@@ -3,6 +3,7 @@
     python scripts/bench_scaling.py build   --corpus PATH --articles 1000 --out build.json
     python scripts/bench_scaling.py storage --corpus PATH --out storage.json
     python scripts/bench_scaling.py latency --corpus PATH --out latency.json
+    python scripts/bench_scaling.py replicas --index-dir DIR --replicas 3 [--code CHECKOUT] --out replicas.json
 
 Not a test: timings depend on the machine and its load, so each report records the
 CPU count and the load average next to the figures.
@@ -33,6 +34,25 @@ QUERIES = ["election results", "central bank interest rates", "earthquake damage
            "vaccine trial", "stock market falls", "climate summit agreement", "tech company layoffs"]
 
 
+def ray_worker_cpu_seconds() -> float:
+    """CPU seconds used so far by this machine's Ray processes: raylet, its `ray::` workers, and the
+    workers that already exited (the raylet reaps them, so they count in its children's time)."""
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            if not (cmdline.startswith(b"ray::") or b"/raylet" in cmdline.split(b"\0")[0]):
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # utime, stime, cutime, cstime
+        total += sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def machine() -> dict[str, object]:
     return {"cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]}
 
@@ -46,27 +66,30 @@ def bench_build(args: argparse.Namespace) -> dict[str, object]:
     load_seconds = time.perf_counter() - started
     articles = everything[: args.articles]
     config, lexical = ChunkerConfig(), LexicalConfig()
-    out: dict[str, object] = {"machine": machine(), "articles": len(articles),
+    out: dict[str, object] = {"machine": machine(), "articles": len(articles), "torch_version": torch.__version__,
                               "load_corpus": {"articles": len(everything), "seconds": round(load_seconds, 2)}}
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     chunks = chunk_articles(articles, config, progress=False)
-    chunk_seconds = time.perf_counter() - started
+    chunk_seconds, chunk_cpu = time.perf_counter() - started, time.process_time() - cpu
     titles = {a.article_id: a.title for a in articles}
     texts = [embedding_text(titles[c.article_id], c.text, config) for c in chunks]
     out["chunks"] = len(chunks)
-    out["chunking_1_core"] = {"seconds": round(chunk_seconds, 2), "chunks_per_s": round(len(chunks) / chunk_seconds, 1)}
+    out["chunking_1_core"] = {"seconds": round(chunk_seconds, 2), "cpu_seconds": round(chunk_cpu, 2),
+                              "chunks_per_cpu_s": round(len(chunks) / chunk_cpu, 1)}
 
     embedder = SentenceTransformerEmbedder()
     embedder.warm_up()
     for threads in (1, 2):
         torch.set_num_threads(threads)
         sample = texts[: args.embed_sample] if threads == 1 else texts
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         vectors = embed_texts(embedder, sample, progress=False)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         out[f"local_embed_{threads}_threads"] = {"chunks": len(sample), "seconds": round(seconds, 2),
+                                                 "cpu_seconds": round(cpu, 2),
                                                  "chunks_per_s": round(len(sample) / seconds, 1),
+                                                 "chunks_per_cpu_s": round(len(sample) / cpu, 1),
                                                  "machine": machine()}
     root = Path(args.work) / "local"
     started = time.perf_counter()
@@ -84,15 +107,18 @@ def bench_build(args: argparse.Namespace) -> dict[str, object]:
     }.items():
         started = time.perf_counter()
         with ray_session(options):
-            ready = time.perf_counter()
+            ready, workers_cpu, driver_cpu = time.perf_counter(), ray_worker_cpu_seconds(), time.process_time()
             ray_chunks, ray_vectors = chunk_and_embed(articles, SentenceTransformerEmbedder, MINILM_DIMENSION,
                                                       config, options)
             done = time.perf_counter()
+            cpu = ray_worker_cpu_seconds() - workers_cpu + time.process_time() - driver_cpu
         same = [(c.article_id, c.ordinal, c.start, c.end) for c in ray_chunks] == [
             (c.article_id, c.ordinal, c.start, c.end) for c in chunks]
         out[name] = {
             "options": options.to_dict(), "ray_start_seconds": round(ready - started, 2),
             "pipeline_seconds": round(done - ready, 2), "chunks_per_s": round(len(ray_chunks) / (done - ready), 1),
+            # workers + driver; includes each actor loading the model once
+            "cpu_seconds": round(cpu, 2), "chunks_per_cpu_s": round(len(ray_chunks) / cpu, 1),
             "same_chunks_as_local": same,
             "max_abs_vector_difference": float(np.abs(ray_vectors - vectors).max()) if same else None,
             "machine": machine(),
@@ -158,10 +184,14 @@ def bench_latency(args: argparse.Namespace) -> dict[str, object]:
     everything, _ = load_corpus(args.corpus)
     out: dict[str, object] = {"machine": machine(), "faiss_threads": 1, "queries": len(QUERIES), "sizes": []}
     embedder = HashEmbedder()
+    everything = everything[: max(args.sizes)]
+    all_chunks = chunk_articles(everything, ChunkerConfig(), progress=False)  # in article order: prefixes slice
+    positions = {a.article_id: i for i, a in enumerate(everything)}
+    ends = np.searchsorted([positions[c.article_id] for c in all_chunks], np.arange(1, len(everything) + 1))
     for count in args.sizes:
         articles: list[Article] = everything[:count]
         root = Path(args.work) / f"n{count}"
-        chunks = chunk_articles(articles, ChunkerConfig(), progress=False)
+        chunks = all_chunks[: int(ends[len(articles) - 1])]
         vectors = embedder.embed([c.text for c in chunks])
         with build_lock(root):
             build = start_build(root)
@@ -188,6 +218,76 @@ def bench_latency(args: argparse.Namespace) -> dict[str, object]:
     return out
 
 
+def bench_replicas(args: argparse.Namespace) -> dict[str, object]:
+    """Memory of N `newsdesk serve` replicas on one index: RSS, PSS and private (anonymous) memory each."""
+    import http.client
+    import signal
+    import socket
+    import subprocess
+    from urllib.parse import quote
+
+    def port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    def get(p: int, path: str) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", p, timeout=60)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            response.read()
+            return response.status
+        finally:
+            connection.close()
+
+    code = Path(args.code).resolve()
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    started: list[tuple[subprocess.Popen, int]] = []
+    try:
+        for _ in range(args.replicas):
+            p = port()
+            process = subprocess.Popen(
+                [sys.executable, "-m", "indexer.cli", "serve", "--index-dir", args.index_dir, "--port", str(p),
+                 "--log-level", "warning"], cwd=code, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            started.append((process, p))
+            deadline = time.monotonic() + 600
+            while True:
+                try:
+                    if get(p, "/readyz") == 200:
+                        break
+                except OSError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"replica on port {p} did not start")
+                time.sleep(0.5)
+            for q in QUERIES * 2:  # touch the index pages a search touches
+                get(p, f"/search?q={quote(q)}&k=10")
+        rows = []
+        for process, p in started:
+            rows.append({"port": p, **_memory(process.pid)})
+    finally:
+        for process, _ in started:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=30)
+    index_files = sum(f.stat().st_size for f in Path(args.index_dir).rglob("*") if f.is_file())
+    return {"machine": machine(), "code": str(code), "index_dir": args.index_dir,
+            "index_bytes_on_disk": index_files, "replicas": rows}
+
+
+def _memory(pid: int) -> dict[str, int]:
+    """MiB from /proc: RSS, its anonymous (private) and file-backed parts, and PSS (shared pages split)."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key = line.split(":")[0]
+        if key in ("VmRSS", "RssAnon", "RssFile"):
+            out[key] = int(line.split()[1]) // 1024
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith(("Pss:", "Private_Clean:", "Private_Dirty:", "Shared_Clean:")):
+            out[line.split(":")[0]] = int(line.split()[1]) // 1024
+    return out
+
+
 def _lists(n: int) -> int:
     return max(16, int(4 * np.sqrt(n)))
 
@@ -206,7 +306,7 @@ def _median_ms(search) -> float:  # type: ignore[no-untyped-def]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["build", "storage", "latency"])
+    parser.add_argument("what", choices=["build", "storage", "latency", "replicas"])
     parser.add_argument("--corpus", type=Path, default=Path("/work/shared/data/realtimeqa_news/corpus.jsonl.gz"))
     parser.add_argument("--articles", type=int, default=1000)
     parser.add_argument("--embed-sample", type=int, default=1000, help="chunks embedded with 1 thread")
@@ -216,9 +316,13 @@ def main() -> int:
     parser.add_argument("--build", help="a build directory to measure store and BM25 bytes per chunk")
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 8000, 26648])
     parser.add_argument("--work", default="/tmp/newsdesk-bench")
+    parser.add_argument("--index-dir", help="replicas: the index to serve")
+    parser.add_argument("--replicas", type=int, default=3)
+    parser.add_argument("--code", default=".", help="replicas: the newsdesk checkout to run (compare two versions)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    result = {"build": bench_build, "storage": bench_storage, "latency": bench_latency}[args.what](args)
+    benches = {"build": bench_build, "storage": bench_storage, "latency": bench_latency, "replicas": bench_replicas}
+    result = benches[args.what](args)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0

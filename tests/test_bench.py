@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import eval.cli
-from eval.bench import CachedQueryEmbedder, parse_fusion, plan_runs
+from eval.bench import CachedQueryEmbedder, fusion_spec, parse_fusion, plan_runs
 from eval.labelled import AnswerLocator, LabelledAnswer, Question, score_question
 from indexer.cli import main
 from indexer.embedding import EMBEDDER_KINDS, FakeEmbedder
@@ -122,8 +122,11 @@ def test_bad_bench_arguments(dataset: Path, capsys):
 
 def test_fusion_specs_and_plans():
     assert parse_fusion("rrf") == SearchConfig(fusion="rrf")
-    assert parse_fusion("convex") == SearchConfig()
+    assert parse_fusion("convex") == SearchConfig(fusion="convex")
     assert parse_fusion("convex:0.7") == SearchConfig(fusion="convex", alpha=0.7)
+    assert parse_fusion("zscore:0.6") == SearchConfig(fusion="zscore", alpha=0.6)
+    assert fusion_spec(SearchConfig(fusion="zscore", alpha=0.6)) == "zscore:0.6"
+    assert fusion_spec(SearchConfig(fusion="rrf")) == "rrf"
     assert [r.label for r in plan_runs(["dense", "hybrid"], [])] == ["dense", "hybrid"]
     assert set(eval.cli.MODES) == set(MODES) and set(eval.cli.EMBEDDERS) == set(EMBEDDER_KINDS)
 

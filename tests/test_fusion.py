@@ -1,0 +1,86 @@
+"""Hybrid fusion: z-score / min-max normalisation, the dense weight, and config validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.build import build_index
+from indexer.corpus import load_corpus
+from indexer.embedding import FakeEmbedder
+from indexer.search import SearchConfig, SearchIndex, _minmax, _zscore
+from tests.conftest import SEED_CORPUS
+
+QUERY = "Xiaomi electric car license Beijing"
+
+
+@pytest.fixture(scope="module")
+def index_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fusion")
+    articles, _ = load_corpus(SEED_CORPUS)
+    build_index(articles, root, FakeEmbedder(), progress=False)
+    return root
+
+
+def _all_scores(index: SearchIndex, query: str) -> tuple[np.ndarray, np.ndarray]:
+    n = index.vectors.ntotal
+    vectors = np.vstack([index.vectors.reconstruct(i) for i in range(n)])
+    return vectors @ index.embed_query(query), index.lexical.scores(query).astype(np.float64)
+
+
+def test_zscore_standardises_and_handles_a_flat_side():
+    values = np.array([1.0, 2.0, 3.0, 10.0])
+    z = _zscore(values)
+    assert z.mean() == pytest.approx(0.0) and z.std() == pytest.approx(1.0)
+    assert np.argsort(z).tolist() == np.argsort(values).tolist()
+    # A side that cannot tell candidates apart contributes nothing (not NaN, not a constant boost).
+    assert _zscore(np.full(3, 7.0)).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_zscore_keeps_the_spread_that_one_outlier_squashes_in_minmax():
+    values = np.array([0.0, 1.0, 2.0, 100.0])
+    # min-max crushes the three ordinary candidates into 0..0.02; z-scores keep them a visible step apart
+    assert np.ptp(_minmax(values)[:3]) < 0.03
+    assert np.ptp(_zscore(values)[:3]) > 0.04
+
+
+@pytest.mark.parametrize("fusion", ["zscore", "convex"])
+@pytest.mark.parametrize("alpha", [0.25, 0.75])
+def test_hybrid_scores_are_the_weighted_normalised_sides(index_root: Path, fusion: str, alpha: float):
+    embedder = FakeEmbedder()
+    index = SearchIndex.load(index_root, embedder, SearchConfig(fusion=fusion, alpha=alpha, depth=10_000))
+    n = index.vectors.ntotal
+    positions, scores = index.rank(QUERY, n, "hybrid")
+    dense, lexical = _all_scores(index, QUERY)
+    # depth covers every chunk, so every chunk is a candidate and both sides are normalised over all of them
+    normalise = _zscore if fusion == "zscore" else _minmax
+    expected = alpha * normalise(dense) + (1 - alpha) * normalise(lexical)
+    assert sorted(positions.tolist()) == list(range(n))
+    np.testing.assert_allclose(scores, expected[positions], rtol=1e-5, atol=1e-6)
+    assert np.all(np.diff(scores) <= 1e-7)
+
+
+def test_weight_one_is_the_dense_order_and_zero_the_lexical_order(index_root: Path):
+    embedder = FakeEmbedder()
+    dense_only = SearchIndex.load(index_root, embedder, SearchConfig(fusion="zscore", alpha=1.0, depth=10_000))
+    positions, _ = dense_only.rank(QUERY, 5, "hybrid")
+    assert positions.tolist() == dense_only.rank(QUERY, 5, "dense")[0].tolist()
+    lexical_only = SearchIndex.load(index_root, embedder, SearchConfig(fusion="zscore", alpha=0.0, depth=10_000))
+    positions, _ = lexical_only.rank(QUERY, 3, "hybrid")
+    assert positions.tolist() == lexical_only.rank(QUERY, 3, "lexical")[0].tolist()
+
+
+def test_defaults_are_the_ablation_winner():
+    config = SearchConfig()
+    assert (config.fusion, config.alpha) == ("convex", 0.5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"fusion": "linear"}, "Unknown fusion"), ({"alpha": 1.5}, "between 0 and 1"), ({"depth": 0}, "depth")],
+)
+def test_bad_search_config_is_refused(kwargs: dict, message: str):
+    with pytest.raises(ValueError, match=message):
+        SearchConfig(**kwargs)
