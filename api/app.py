@@ -4,24 +4,27 @@ No `from __future__ import annotations` here: FastAPI must see the real request
 models, which are built per app inside `create_app`.
 """
 
-import logging
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import FastAPI, Query, Response
+from fastapi import Depends, FastAPI, Query, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
+from api.auth import require_key
 from api.body_limit import BodyLimitMiddleware
 from api.errors import ApiError, error_response, install_error_handlers
 from api.holder import IndexHolder
+from api.limiter import SearchLimiter
 from api.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
+from api.reload import IndexManager
 from api.schemas import (
     ArticleOut,
     AskOut,
@@ -33,13 +36,10 @@ from api.schemas import (
     request_models,
 )
 from api.settings import Settings
+from api.writes import ARTICLES_EXAMPLE, add_write_routes, write_rules
 from indexer.answer import answer_question
 from indexer.embedding import Embedder
-from indexer.errors import NewsdeskError
 from indexer.search import Filters, SearchIndex
-
-# Uvicorn configures this logger, so load messages show beside its own.
-log = logging.getLogger("uvicorn.error")
 
 _SPACE = re.compile(r"\s+")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -50,30 +50,51 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         413: "Request body over the size limit",
         415: "Body not sent as application/json",
         422: "A parameter is missing, malformed or out of range (the message names it and its limit)",
-        503: "No index loaded (see /readyz)",
+        503: "No index loaded (see /readyz), or too many requests at once (then with Retry-After)",
     }.items()
 }
 
 
-def create_app(settings: Settings | None = None, embedder: Embedder | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, embedder: Embedder | None = None, index: SearchIndex | None = None
+) -> FastAPI:
     """Build the service for `settings`; the index (and the model) load in the lifespan.
 
-    Pass `embedder` to use another embedder than the packaged MiniLM (tests pass a fake).
+    Pass `embedder` to use another embedder than the packaged MiniLM (tests pass a fake),
+    and `index` to serve an index already loaded (and checked) with that embedder.
     """
     settings = settings or Settings()
     holder = IndexHolder()
     metrics = Metrics()
     holder.on_swap(metrics.observe_index)
+    manager = IndexManager(settings, holder, metrics, embedder or (index.embedder if index else None))
+    limiter = SearchLimiter(settings.max_concurrent_searches, settings.retry_after_seconds, metrics)
     models = request_models(settings)
     SearchQuery, SearchBody, AskBody, ArticleQuery = (
         models.search_query, models.search_body, models.ask_body, models.article_query,
     )
+    # Reads are open unless a read key is set; then the read key or the write key opens them.
+    read_keys = [key for key in (settings.read_api_key, settings.api_key) if key is not None]
+    read_guard = [Depends(require_key(read_keys, "Reading"))] if settings.read_api_key is not None else []
+    read_errors = {**ERRORS, 401: {"model": ErrorOut, "description": "No API key, or a wrong one"}} \
+        if read_guard else ERRORS
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await load_index(holder, settings, embedder)
-        yield
-        holder.swap(None, "The service is shutting down.")
+        # Every admitted search gets a worker thread at once (anyio's default is 40 threads),
+        # with room left for article lookups and a write; the limiter does the refusing.
+        threads = anyio.to_thread.current_default_thread_limiter()
+        threads.total_tokens = max(threads.total_tokens, settings.max_concurrent_searches + 8)
+        await manager.start(index)
+        watcher = asyncio.create_task(manager.watch()) if settings.reload_interval > 0 else None
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with suppress(asyncio.CancelledError):
+                    await watcher
+            holder.swap(None, "The service is shutting down.")
 
     app = FastAPI(
         title="newsdesk",
@@ -84,14 +105,16 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     app.state.settings = settings
     app.state.holder = holder
     app.state.metrics = metrics
+    app.state.manager = manager
     install_error_handlers(app, models.rules, models.examples)
 
     # Added innermost first: metrics see every response, CORS headers reach errors too.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
+                       larger={("POST", "/articles"): settings.max_write_bytes})
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-            allow_headers=["Content-Type"], max_age=600,
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Content-Type", "Authorization", "X-API-Key"], max_age=600,
         )
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
 
@@ -104,29 +127,31 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
             hits = index.search(params.q, k=params.k, mode=params.mode, filters=filters)
             return [hit.to_dict() for hit in hits], (time.perf_counter() - started) * 1000
 
-        hits, took_ms = await run_in_threadpool(search)
+        with limiter.slot():
+            hits, took_ms = await run_in_threadpool(search)
         return {"query": params.q, "mode": params.mode, "took_ms": round(took_ms, 2), "hits": hits}
 
-    @app.get("/search", response_model=SearchOut, responses=ERRORS, tags=["search"])
+    @app.get("/search", response_model=SearchOut, responses=read_errors, tags=["search"], dependencies=read_guard)
     async def search_get(params: Annotated[SearchQuery, Query()]) -> dict[str, Any]:  # type: ignore[valid-type]
         """Ranked passages for a query, each with its citation and highlighted terms."""
         return await run_search(params)
 
-    @app.post("/search", response_model=SearchOut, responses=ERRORS, tags=["search"])
+    @app.post("/search", response_model=SearchOut, responses=read_errors, tags=["search"], dependencies=read_guard)
     async def search_post(body: SearchBody) -> dict[str, Any]:  # type: ignore[valid-type]
         """The same as GET /search, with the fields in a JSON body."""
         return await run_search(body)
 
-    @app.post("/ask", response_model=AskOut, responses=ERRORS, tags=["search"])
+    @app.post("/ask", response_model=AskOut, responses=read_errors, tags=["search"], dependencies=read_guard)
     async def ask(body: AskBody) -> dict[str, Any]:  # type: ignore[valid-type]
         """Answer a question from the articles, citing the passages the answer comes from."""
         index = holder.get()
-        answer = await run_in_threadpool(answer_question, index, body.question, body.k)  # type: ignore[attr-defined]
+        with limiter.slot():
+            answer = await run_in_threadpool(answer_question, index, body.question, body.k)  # type: ignore[attr-defined]
         return answer.to_dict()
 
     @app.get(
-        "/articles/{article_id:path}", response_model=ArticleOut, tags=["articles"],
-        responses={**ERRORS, 404: {"model": ErrorOut, "description": "No article with this id"}},
+        "/articles/{article_id:path}", response_model=ArticleOut, tags=["articles"], dependencies=read_guard,
+        responses={**read_errors, 404: {"model": ErrorOut, "description": "No article with this id"}},
     )
     async def article(article_id: str, params: Annotated[ArticleQuery, Query()]) -> dict[str, Any]:  # type: ignore[valid-type]
         """One article (what a citation links to); with start and end, also the cited span in context."""
@@ -154,15 +179,21 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         if not holder.loaded:
             return error_response(503, "index_unavailable", holder.problem or "No index is loaded.")
         index = holder.get()
+        loaded_at = manager.loaded_at.isoformat(timespec="seconds") if manager.loaded_at else ""
         return {
             "status": "ready", "index_id": index.index_id, "model_id": index.manifest.model_id,
             "articles": index.store.article_count, "chunks": index.store.chunk_count,
+            "loaded_at": loaded_at, "last_reload_error": manager.last_error,
         }
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     async def metrics_endpoint() -> Response:
         """Prometheus metrics (text exposition format)."""
         return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    app.state.writer = add_write_routes(app, settings, manager, ERRORS)
+    models.examples["/articles"] = ARTICLES_EXAMPLE
+    models.rules.update(write_rules(settings))
 
     @app.get("/widget.js", include_in_schema=False)
     async def widget_js() -> FileResponse:
@@ -173,36 +204,6 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
     return app
-
-
-async def load_index(holder: IndexHolder, settings: Settings, embedder: Embedder | None) -> None:
-    """Load the model and the index off the event loop; on failure serve 503s that say why."""
-
-    def load() -> SearchIndex:
-        chosen = embedder
-        if chosen is None:
-            import torch
-
-            from indexer.embedding import SentenceTransformerEmbedder
-
-            torch.set_num_threads(settings.embed_threads)  # process-wide; this process only serves
-            chosen = SentenceTransformerEmbedder()
-        index = SearchIndex.load(settings.index_dir, chosen)
-        # One throwaway embedding: the model's first call costs about a second, which
-        # would otherwise land on the first user's request.
-        chosen.embed(["warm up"])
-        return index
-
-    try:
-        index = await anyio.to_thread.run_sync(load)
-    except NewsdeskError as exc:
-        # Stay up and say why on /readyz and every search, rather than crash-looping.
-        log.error("newsdesk: no index served: %s", exc)
-        holder.swap(None, str(exc))
-        return
-    holder.swap(index)
-    log.info("newsdesk: serving index %s (%d articles, %d chunks)",
-             index.index_id, index.store.article_count, index.store.chunk_count)
 
 
 def cited_span(text: str, start: int, end: int, context: int) -> dict[str, Any]:

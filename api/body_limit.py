@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
@@ -13,22 +15,26 @@ class BodyLimitMiddleware:
     A declared Content-Length over the limit is refused without reading a byte of
     the body; a body without one (chunked) is read only until it passes the limit.
     Accepted bodies are buffered (they are small by definition) and replayed to the app.
+    `larger` gives some (method, path) pairs their own limit (article uploads).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, larger: Mapping[tuple[str, str], int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = dict(larger or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        route = (scope.get("method", ""), scope.get("path", ""))
+        limit = self.larger.get(route, self.max_bytes)
         declared = _content_length(scope)
         if declared == -1:
             await error_response(400, "bad_request", "The Content-Length header is not a number.")(scope, receive, send)
             return
-        if declared is not None and declared > self.max_bytes:
-            await self._refuse(scope, receive, send, f"{declared} bytes")
+        if declared is not None and declared > limit:
+            await self._refuse(scope, receive, send, f"{declared} bytes", limit, route in self.larger)
             return
 
         chunks: list[bytes] = []
@@ -39,8 +45,8 @@ class BodyLimitMiddleware:
                 return
             body = message.get("body", b"")
             size += len(body)
-            if size > self.max_bytes:
-                await self._refuse(scope, receive, send, f"more than {self.max_bytes} bytes")
+            if size > limit:
+                await self._refuse(scope, receive, send, f"more than {limit} bytes", limit, route in self.larger)
                 return
             chunks.append(body)
             if not message.get("more_body", False):
@@ -57,13 +63,12 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, got: str) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, got: str, limit: int, upload: bool) -> None:
         # Connection: close, since the unread rest of the body cannot be skipped safely.
+        advice = "(NEWSDESK_MAX_WRITE_BYTES). Send fewer articles at a time." if upload \
+            else "(NEWSDESK_MAX_BODY_BYTES). Send a shorter query."
         response = error_response(
-            413,
-            "payload_too_large",
-            f"The request body is too large: {got}; the limit is {self.max_bytes} bytes "
-            "(NEWSDESK_MAX_BODY_BYTES). Send a shorter query.",
+            413, "payload_too_large", f"The request body is too large: {got}; the limit is {limit} bytes {advice}",
             headers={"Connection": "close"},
         )
         await response(scope, receive, send)

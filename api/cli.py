@@ -10,8 +10,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from indexer.errors import NewsdeskError
+from indexer.errors import IncompatibleIndex, NewsdeskError
+
+if TYPE_CHECKING:
+    from indexer.embedding import Embedder
 
 Add = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 
@@ -38,26 +42,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise NewsdeskError(f"Invalid setting ({problems}). Check the NEWSDESK_* environment variables.") from None
-    check_index(settings.index_dir)
+    embedder = _embedder(settings.embed_threads)
+    check_index(settings.index_dir, embedder)  # cheap: before the model loads
 
     import uvicorn
 
     from api.app import create_app
+    from api.reload import load_checked
 
+    # Every file, and one search, before listening: a truncated, damaged or mismatched
+    # index stops the command here (exit 2, naming the file) instead of being served.
+    index = load_checked(settings.index_dir, embedder)
     url = service_url(settings.host, settings.port)
     print(f"newsdesk: serving {settings.index_dir} at {url}  (API docs: {url}docs; Ctrl+C stops)", flush=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    uvicorn.run(create_app(settings, embedder=embedder, index=index), host=settings.host, port=settings.port,
+                log_level=settings.log_level)
     return 0
 
 
-def check_index(root: Path) -> None:
-    """Fail now, with the command that fixes it, if `root` holds no index the packaged model can serve."""
-    from indexer.embedding import MINILM_DIMENSION, MINILM_ID
+def check_index(root: Path, embedder: Embedder) -> None:
+    """Fail now, with the command that fixes it, if `root` holds no index `embedder` can serve."""
     from indexer.manifest import Manifest
     from indexer.publish import current_build
 
     build = current_build(root)  # IndexNotFound says: newsdesk index corpus/ --index-dir <root>
-    Manifest.read(build).check_compatible(MINILM_ID, MINILM_DIMENSION)
+    manifest = Manifest.read(build)
+    try:
+        manifest.check_compatible(embedder.model_id, embedder.dimension)
+    except IncompatibleIndex as exc:
+        raise IncompatibleIndex(f"{build / 'manifest.json'}: {exc}") from None
+
+
+def _embedder(threads: int) -> Embedder:
+    """The service's embedder (see api.reload.service_embedder); tests replace this."""
+    from api.reload import service_embedder
+
+    return service_embedder(threads)
 
 
 def service_url(host: str, port: int) -> str:

@@ -17,10 +17,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.schemas import HAS_TEXT
 from indexer.errors import (
     CorpusError,
     CorruptIndex,
     IncompatibleIndex,
+    IndexBusy,
     IndexNotFound,
     InvalidQuery,
     NewsdeskError,
@@ -31,6 +33,7 @@ log = logging.getLogger("api")
 # Most specific first: the first match wins.
 INDEXER_ERRORS: tuple[tuple[type[NewsdeskError], int, str], ...] = (
     (InvalidQuery, 422, "invalid_parameter"),
+    (IndexBusy, 503, "index_busy"),
     (IndexNotFound, 503, "index_unavailable"),
     (IncompatibleIndex, 503, "index_unavailable"),
     (CorruptIndex, 503, "index_unavailable"),
@@ -72,7 +75,9 @@ def translate(exc: NewsdeskError) -> ApiError:
             message = str(exc)
             if isinstance(exc, InvalidQuery) and exc.field not in message:
                 message = f"{exc.field}: {message}"
-            return ApiError(status, code, message)
+            # A build elsewhere finishes in a while: tell clients when to come back.
+            headers = {"Retry-After": "5"} if isinstance(exc, IndexBusy) else None
+            return ApiError(status, code, message, headers)
     raise AssertionError("unreachable: NewsdeskError is the last entry")  # pragma: no cover
 
 
@@ -97,19 +102,30 @@ def describe_validation(
     if loc[:1] == ("body",) and len(loc) == 1:
         if kind == "missing":
             return ApiError(422, "invalid_parameter", f"The request body is required: send {example}.")
+        if kind == "value_error":  # a check across fields, e.g. the same article twice
+            reason = (error.get("ctx") or {}).get("error") or error.get("msg", "is invalid")
+            return ApiError(422, "invalid_parameter", str(reason))
         return ApiError(422, "invalid_parameter", f"The request body must be a JSON object such as {example}.")
-    field = str(loc[-1]) if len(loc) > 1 else ""
+    # The rule is looked up by the field's name; the message shows where it is (articles[0].text).
+    names = [str(part) for part in loc[1:] if not isinstance(part, int)]
+    field = names[-1] if names else ""
+    label = _label(loc[1:])
     rule = rules.get(field)
     if kind == "extra_forbidden":
-        message = f"Unknown field {field!r} in the request body; send {example}."
+        where = f"in {_label(loc[1:-1])}" if len(loc) > 2 else "in the request body"
+        message = f"Unknown field {field!r} {where}; send {example}."
     elif kind == "value_error" or not field:
         reason = (error.get("ctx") or {}).get("error") or error.get("msg", "is invalid")
-        message = str(reason) if not field or field in str(reason) else f"{field}: {reason}"
+        message = str(reason) if not field or field in str(reason) else f"{label}: {reason}"
     elif kind == "missing":
-        message = f"{field} is required" + (f": {rule}." if rule else ".")
+        message = f"{label} is required" + (f": {rule}." if rule else ".")
+    elif kind == "string_pattern_mismatch" and (error.get("ctx") or {}).get("pattern") == HAS_TEXT:
+        message = f"{label} is empty (only whitespace or control characters); " + (
+            "leave it out to search every source." if field == "source" else "type some words."
+        )
     else:
         got = _show(error.get("input"))
-        message = f"{field} must be {rule}{got}." if rule else f"{field}: {error.get('msg', 'is invalid')}{got}."
+        message = f"{label} must be {rule}{got}." if rule else f"{label}: {error.get('msg', 'is invalid')}{got}."
     return ApiError(422, "invalid_parameter", message)
 
 
@@ -123,7 +139,7 @@ def install_error_handlers(app: FastAPI, rules: Mapping[str, str], examples: Map
     async def on_indexer_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, NewsdeskError)
         error = translate(exc)
-        return error_response(error.status, error.code, error.message)
+        return error_response(error.status, error.code, error.message, error.headers)
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -159,6 +175,14 @@ def install_error_handlers(app: FastAPI, rules: Mapping[str, str], examples: Map
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+def _label(parts: tuple[Any, ...]) -> str:
+    """A field's place in the request: ('articles', 0, 'text') -> articles[0].text."""
+    label = ""
+    for part in parts:
+        label += f"[{part}]" if isinstance(part, int) else f".{part}" if label else str(part)
+    return label
 
 
 def _is_json(content_type: str) -> bool:

@@ -40,6 +40,21 @@ class Metrics:
                                   registry=self.registry)
         self.index_info = Gauge("newsdesk_index_info", "The served index's id and embedding model (value 1).",
                                 ["index_id", "model_id"], registry=self.registry)
+        self.index_reloads = Counter(
+            "newsdesk_index_reloads", "Newly published indexes swapped in (success) or refused (failure).",
+            ["result"], registry=self.registry,
+        )
+        self.index_reload_error = Gauge(
+            "newsdesk_index_reload_error", "1 while the latest published index could not be loaded (see /readyz).",
+            registry=self.registry,
+        )
+        self.searches_in_flight = Gauge(
+            "newsdesk_searches_in_flight", "Searches and questions being answered now.", registry=self.registry,
+        )
+        self.requests_shed = Counter(
+            "newsdesk_requests_shed", "Searches and questions refused with 503 because too many were in flight.",
+            registry=self.registry,
+        )
 
     def observe_index(self, index: SearchIndex | None) -> None:
         """Point the index gauges at `index` (None: nothing served)."""

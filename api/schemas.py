@@ -23,6 +23,11 @@ DEFAULT_K = 10
 DEFAULT_ASK_K = 5
 MAX_SOURCE_CHARS = 200
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# Unanchored: at least one character that is neither whitespace nor a control character. In
+# the schema too, so clients (and the fuzzer) know that "   " is not a query. Spelled out
+# (every character str.strip removes, plus C0, DEL and C1 controls) rather than \S, which
+# pydantic's regex engine, JavaScript's and Python's each read differently (e.g. \x85, \x1c).
+HAS_TEXT = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 
 # ---- responses ------------------------------------------------------------------------------------
@@ -111,16 +116,20 @@ class HealthOut(BaseModel):
 
 class ReadyOut(BaseModel):
     status: Literal["ready"]
-    index_id: str
+    index_id: str = Field(description="the index being served")
     model_id: str
     articles: int
     chunks: int
+    loaded_at: str = Field(description="when this index was swapped in (ISO 8601, UTC)")
+    last_reload_error: str | None = Field(
+        description="why the latest published index was refused (the one above keeps serving); null when none"
+    )
 
 
 # ---- requests -------------------------------------------------------------------------------------
 
 
-def _parse_date(value: object, field: str) -> object:
+def parse_date(value: object, field: str) -> object:
     """Only YYYY-MM-DD: pydantic alone would also take timestamps like 1700000000."""
     if value is None or isinstance(value, date):
         return value
@@ -162,11 +171,13 @@ def request_models(settings: Settings) -> RequestModels:
     max_q, max_k = settings.max_query_chars, settings.max_k
 
     class SearchFields(BaseModel):
-        q: str = Field(min_length=1, max_length=max_q, description=f"what to search for (1-{max_q} characters)")
+        q: str = Field(min_length=1, max_length=max_q, pattern=HAS_TEXT,
+                       description=f"what to search for (1-{max_q} characters, not all whitespace)")
         k: int = Field(DEFAULT_K, ge=1, le=max_k, description=f"how many passages (1-{max_k})")
         mode: ModeName = Field("hybrid", description="hybrid (both), dense (meaning) or lexical (words, BM25)")
         source: str | None = Field(
-            None, min_length=1, max_length=MAX_SOURCE_CHARS, description="only this source (case-insensitive)"
+            None, min_length=1, max_length=MAX_SOURCE_CHARS, pattern=HAS_TEXT,
+            description="only this source (case-insensitive)",
         )
         date_from: date | None = Field(None, description="only articles dated on or after, YYYY-MM-DD")
         date_to: date | None = Field(None, description="only articles dated on or before, YYYY-MM-DD")
@@ -191,7 +202,7 @@ def request_models(settings: Settings) -> RequestModels:
         @field_validator("date_from", "date_to", mode="before")
         @classmethod
         def _dates(cls, value: object, info: Any) -> object:
-            return _parse_date(value, info.field_name)
+            return parse_date(value, info.field_name)
 
         @model_validator(mode="after")
         def _range(self) -> SearchFields:
@@ -214,7 +225,8 @@ def request_models(settings: Settings) -> RequestModels:
 
         model_config = ConfigDict(extra="forbid")
 
-        question: str = Field(min_length=1, max_length=max_q, description=f"a question (1-{max_q} characters)")
+        question: str = Field(min_length=1, max_length=max_q, pattern=HAS_TEXT,
+                              description=f"a question (1-{max_q} characters, not all whitespace)")
         k: int = Field(DEFAULT_ASK_K, ge=1, le=max_k, description=f"how many passages to consider (1-{max_k})")
 
         @field_validator("k", mode="before")

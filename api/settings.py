@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+MIN_KEY_CHARS = 16
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
 
@@ -37,6 +38,44 @@ class Settings(BaseSettings):
     # ~950 ms median with 2 while other jobs ran (see README, "Latency").
     embed_threads: int = Field(default=1, ge=1, le=256, description="torch CPU threads per query embedding")
     log_level: LogLevel = "info"
+    # Live reload: a cheap read of <index_dir>/CURRENT this often; a new id is loaded off the
+    # event loop, checked, and swapped in without a restart.
+    reload_interval: float = Field(
+        default=2.0, ge=0, le=3600, description="seconds between checks for a newly published index (0: never)"
+    )
+    # Load shedding: searches and questions beyond this many at once get 503 + Retry-After
+    # instead of waiting in an unbounded queue (each one holds a worker thread and memory).
+    max_concurrent_searches: int = Field(
+        default=32, ge=1, le=10_000, description="searches and questions in progress at once; more get 503"
+    )
+    retry_after_seconds: int = Field(default=1, ge=1, le=3600, description="Retry-After sent with a 503")
+    # Writes (POST/DELETE /articles) are off until a key is set; reads are open unless read_api_key is set.
+    api_key: SecretStr | None = Field(default=None, description="key for POST/DELETE /articles (unset: writes off)")
+    read_api_key: SecretStr | None = Field(default=None, description="key for search, ask and articles (unset: open)")
+    max_write_bytes: int = Field(
+        default=2_000_000, ge=1024, le=100_000_000, description="largest POST /articles body"
+    )
+    max_articles_per_write: int = Field(default=100, ge=1, le=10_000, description="most articles in one POST")
+    max_article_chars: int = Field(default=500_000, ge=100, le=20_000_000, description="longest article text")
+
+    @field_validator("api_key", "read_api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: object) -> object:
+        """NEWSDESK_API_KEY= (empty) means no key, as if it were unset."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("api_key", "read_api_key")
+    @classmethod
+    def _check_key(cls, key: SecretStr | None) -> SecretStr | None:
+        # A short key can be guessed; the message shows how to make a good one.
+        if key is not None and len(key.get_secret_value()) < MIN_KEY_CHARS:
+            raise ValueError(
+                f"API keys must be at least {MIN_KEY_CHARS} characters; make one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return key
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -73,6 +73,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         say=_say,
         latency_queries=args.latency_queries,
+        per_query=args.per_query,
     )
     out = Path(args.out) if args.out else RESULTS_DIR / dataset.name
     paths = write_bench_report(report, out)
@@ -170,7 +171,8 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--fusion", type=_fusions, help="hybrid fusion(s): rrf, convex[:ALPHA] (min-max) or zscore[:ALPHA], comma-separated")
     p.add_argument("--index-dir", help="keep the index here and reuse it when it matches (default: a temp dir)")
     p.add_argument("--rebuild", action="store_true", help="build the index even if --index-dir holds a matching one")
-    p.add_argument("--latency-queries", type=_count, default=100, help="queries timed for search(k=10) (default 100)")
+    p.add_argument("--latency-queries", type=_count, default=100, help="queries timed one by one (0: all)")
+    p.add_argument("--per-query", action="store_true", help="also record each query's nDCG@10 (paired comparisons)")
     p.add_argument("--out", help="report directory (default: eval/results/<dataset name>)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -15,13 +16,16 @@ from tqdm import tqdm
 
 from indexer.chunking import Chunk, Chunker, ChunkerConfig, embedding_text
 from indexer.corpus import Article, LoadReport, corpus_fingerprint, load_corpus
-from indexer.embedding import Embedder
+from indexer.embedding import Embedder, backend_of
+from indexer.embedding_cache import EmbeddingCache, text_key
 from indexer.errors import CorpusError
+from indexer.incremental import Spans, article_key, published_spans
 from indexer.lexical import LexicalIndex
 from indexer.manifest import LEXICAL_DIR, STORE_NAME, VECTORS_NAME, Manifest
 from indexer.publish import build_lock, clean_stale_builds, new_build_dir, publish
 from indexer.store import write_store
 from indexer.tokens import wordpiece_counter
+from indexer.vector_index import build_vector_index, choose_factory
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,8 @@ class BuildResult:
     chunks: int
     seconds: float
     report: LoadReport = field(default_factory=LoadReport)
+    embedded: int = 0  # chunks the embedder computed in this build
+    reused: int = 0  # chunks whose vectors came from the embedding cache
 
 
 def index_corpus(
@@ -55,12 +61,14 @@ def index_corpus(
     lexical: LexicalConfig | None = None,
     progress: bool | None = None,
     say: Callable[[str], None] = log.info,
+    faiss_factory: str | None = None,
+    cache: bool = True,
 ) -> BuildResult:
     """Load the corpus at `corpus` and publish an index of it under `root`."""
     started = time.perf_counter()
     articles, report = load_corpus(corpus)
     say(f"Loaded {corpus}: {report.summary()}")
-    result = build_index(articles, root, embedder, chunker, lexical, progress, say, report)
+    result = build_index(articles, root, embedder, chunker, lexical, progress, say, report, faiss_factory, cache)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -74,8 +82,14 @@ def build_index(
     progress: bool | None = None,
     say: Callable[[str], None] = log.info,
     report: LoadReport | None = None,
+    faiss_factory: str | None = None,
+    cache: bool = True,
 ) -> BuildResult:
-    """Chunk, embed and index `articles` in a new build directory, then publish it atomically."""
+    """Chunk, embed and index `articles` in a new build directory, then publish it atomically.
+
+    With `cache`, vectors are reused from <root>/cache/embeddings.sqlite and new ones stored
+    there; `faiss_factory` None picks exact or HNSW by the number of chunks.
+    """
     if not articles:
         raise CorpusError("No articles to index: the corpus is empty or every file was skipped.")
     started = time.perf_counter()
@@ -86,15 +100,16 @@ def build_index(
         if removed:
             say(f"Removed {len(removed)} stale build(s) left by an earlier run")
         build = new_build_dir(root)
-        chunks = chunk_articles(articles, chunker, progress)
+        chunks = chunk_articles(articles, chunker, progress, reuse=published_spans(root, chunker))
         say(f"Chunked {len(articles)} articles into {len(chunks)} chunks")
         titles = {a.article_id: a.title for a in articles}
-        vectors = embed_texts(
-            embedder, [embedding_text(titles[c.article_id], c.text, chunker) for c in chunks], progress
-        )
-        index = faiss.IndexFlatIP(embedder.dimension)
-        index.add(vectors)
-        faiss.write_index(index, str(build / VECTORS_NAME))
+        texts = [embedding_text(titles[c.article_id], c.text, chunker) for c in chunks]
+        with EmbeddingCache.for_index(root, embedder) if cache else contextlib.nullcontext() as vector_cache:
+            vectors, embedded = embed_texts(embedder, texts, progress, vector_cache)
+        if cache:
+            say(f"Embedded {embedded} chunks, reused {len(chunks) - embedded} from the embedding cache")
+        factory = faiss_factory or choose_factory(len(chunks))
+        faiss.write_index(build_vector_index(vectors, factory), str(build / VECTORS_NAME))
         lexical_texts = [f"{titles[c.article_id]}\n{c.text}" if lexical.title_in_chunks else c.text for c in chunks]
         LexicalIndex.build(lexical_texts, lexical.k1, lexical.b).save(build / LEXICAL_DIR)
         write_store(build / STORE_NAME, articles, chunks)
@@ -105,7 +120,7 @@ def build_index(
             dimension=embedder.dimension,
             chunker=chunker.to_dict(),
             lexical={"k1": lexical.k1, "b": lexical.b, "title_in_chunks": lexical.title_in_chunks},
-            faiss_factory="Flat",
+            faiss_factory=factory,
             counts={
                 "articles": len(articles),
                 "chunks": len(chunks),
@@ -114,31 +129,65 @@ def build_index(
             },
             corpus_fingerprint=corpus_fingerprint(list(articles)),
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            embedder_backend=backend_of(embedder),
         ).write(build)  # written last: a build without a manifest is incomplete
         publish(root, build)
+        if cache:
+            # Only once published: vectors of deleted or edited chunks leave the cache.
+            with EmbeddingCache.for_index(root, embedder) as vector_cache:
+                vector_cache.keep_only(text_key(t) for t in texts)
     seconds = time.perf_counter() - started
     say(f"Published index {build.name} at {root} ({len(articles)} articles, {len(chunks)} chunks) in {seconds:.1f}s")
-    return BuildResult(build.name, build, len(articles), len(chunks), seconds, report)
+    return BuildResult(build.name, build, len(articles), len(chunks), seconds, report, embedded, len(chunks) - embedded)
 
 
-def chunk_articles(articles: Sequence[Article], config: ChunkerConfig, progress: bool | None = None) -> list[Chunk]:
-    """All chunks of all articles, in article order."""
+def chunk_articles(
+    articles: Sequence[Article],
+    config: ChunkerConfig,
+    progress: bool | None = None,
+    reuse: dict[str, Spans] | None = None,
+) -> list[Chunk]:
+    """All chunks of all articles, in article order; `reuse` holds spans already computed, by article_key."""
     chunker = Chunker(config, wordpiece_counter())
     chunks: list[Chunk] = []
     for article in tqdm(articles, desc="Chunking", unit="article", disable=_disabled(progress, len(articles))):
-        chunks.extend(chunker.chunk(article))
+        spans = reuse.get(article_key(article)) if reuse else None
+        if spans is None:
+            chunks.extend(chunker.chunk(article))
+        else:
+            text = article.text
+            chunks.extend(Chunk(article.article_id, i, a, b, text[a:b]) for i, (a, b) in enumerate(spans))
     return chunks
 
 
-def embed_texts(embedder: Embedder, texts: Sequence[str], progress: bool | None = None) -> np.ndarray:
-    """Embed in batches, with a progress bar on a terminal."""
+def embed_texts(
+    embedder: Embedder, texts: Sequence[str], progress: bool | None = None, cache: EmbeddingCache | None = None
+) -> tuple[np.ndarray, int]:
+    """Vectors for `texts` and how many were computed: cached ones are reused, each text is embedded once.
+
+    Each batch is committed to the cache as soon as it is embedded, so an interrupted
+    build keeps the work done so far.
+    """
     out = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
-    with tqdm(total=len(texts), desc="Embedding", unit="chunk", disable=_disabled(progress, len(texts))) as bar:
-        for start in range(0, len(texts), EMBED_BATCH):
-            batch = texts[start : start + EMBED_BATCH]
-            out[start : start + len(batch)] = embedder.embed(batch)
+    keys = [text_key(t) for t in texts]
+    known = cache.get_many(keys) if cache is not None else {}
+    rows_of: dict[bytes, list[int]] = {}
+    for row, key in enumerate(keys):
+        if key in known:
+            out[row] = known[key]
+        else:
+            rows_of.setdefault(key, []).append(row)
+    todo = list(rows_of)
+    with tqdm(total=len(todo), desc="Embedding", unit="chunk", disable=_disabled(progress, len(todo))) as bar:
+        for start in range(0, len(todo), EMBED_BATCH):
+            batch = todo[start : start + EMBED_BATCH]
+            vectors = embedder.embed([texts[rows_of[key][0]] for key in batch])
+            for key, vector in zip(batch, vectors, strict=True):
+                out[rows_of[key]] = vector
+            if cache is not None:
+                cache.put_many(zip(batch, vectors, strict=True))
             bar.update(len(batch))
-    return out
+    return out, len(todo)
 
 
 def _disabled(progress: bool | None, total: int) -> bool | None:

@@ -27,10 +27,11 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def _embedder():  # type: ignore[no-untyped-def]
-    from indexer.embedding import SentenceTransformerEmbedder
+def _embedder(args: argparse.Namespace | None = None):  # type: ignore[no-untyped-def]
+    """--embedder, else $NEWSDESK_EMBEDDER, else int8 ONNX when onnxruntime is installed (see default_embedder)."""
+    from indexer.embedding import default_embedder
 
-    return SentenceTransformerEmbedder()
+    return default_embedder(getattr(args, "embedder", None))
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -40,11 +41,12 @@ def cmd_index(args: argparse.Namespace) -> int:
     if not corpus.exists():
         raise NewsdeskError(f"Corpus directory {corpus} does not exist.")
     logging.getLogger("indexer.corpus").setLevel(logging.WARNING)
-    result = index_corpus(corpus, Path(args.index_dir), _embedder(), say=_say)
+    result = index_corpus(corpus, Path(args.index_dir), _embedder(args), say=_say)
     report = result.report
     print(
         f"Indexed {result.articles} articles as {result.chunks} chunks in {result.seconds:.1f}s "
-        f"({len(report.skipped)} skipped, {len(report.duplicates)} duplicates) -> {args.index_dir}"
+        f"({len(report.skipped)} skipped, {len(report.duplicates)} duplicates; "
+        f"{result.embedded} chunks embedded, {result.reused} from cache) -> {args.index_dir}"
     )
     return 0
 
@@ -53,7 +55,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from indexer.search import Filters, SearchIndex
 
     filters = Filters(args.source, _date_arg(args.date_from, "--from"), _date_arg(args.date_to, "--to"))
-    index = SearchIndex.load(Path(args.index_dir), _embedder())
+    index = SearchIndex.load(Path(args.index_dir), _embedder(args))
     hits = index.search(args.query, k=args.k, mode=args.mode, filters=filters)
     if args.json:
         print(json.dumps({"query": args.query, "mode": args.mode, "hits": [h.to_dict() for h in hits]},
@@ -68,6 +70,34 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"   {c.article_id} chars {c.start}-{c.end}")
         print(textwrap.indent(textwrap.fill(" ".join(hit.text.split()), 100), "   "))
         print()
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from indexer.answer import answer_question
+    from indexer.search import SearchIndex
+
+    if not args.question.strip():
+        raise InvalidQuery("question", "The question is empty; type a question about the articles.")
+    index = SearchIndex.load(Path(args.index_dir), _embedder())
+    answer = answer_question(index, args.question, k=args.k)
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        return 0
+    label = "Answer" if answer.answerable else "Not found"
+    print(f"{label} (confidence {answer.confidence:.2f}):")
+    print(textwrap.indent(textwrap.fill(answer.answer, 100), "  "))
+    for number, c in enumerate(answer.citations, 1):
+        where = ", ".join(x for x in (c.source, c.date) if x)
+        print(f"\n[{number}] {c.title}" + (f" ({where})" if where else ""))
+        print(f"    {c.article_id} chars {c.start}-{c.end}" + (f"  {c.url}" if c.url else ""))
+        if " ".join(c.quote.split()) not in answer.answer:  # a second article's wording of the same fact
+            print(textwrap.indent(textwrap.fill(f"“{' '.join(c.quote.split())}”", 96), "    "))
+    if not answer.answerable and answer.passages:
+        print("\nClosest passages:")
+        for hit in answer.passages:
+            print(f"  {hit.rank}. [{hit.score:.3f}] {hit.citation.title} ({hit.citation.article_id})")
+            print(textwrap.indent(textwrap.fill(" ".join(hit.text.split()), 100), "     "))
     return 0
 
 
@@ -100,9 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     index_dir_help = f"index directory (default: $NEWSDESK_INDEX_DIR or {DEFAULT_INDEX_DIR})"
+    embedder_help = "onnx (int8, fast), st (sentence-transformers fp32) or auto (default: $NEWSDESK_EMBEDDER or auto)"
     p = add("index", cmd_index, "Index a folder of articles and publish the index atomically.")
     p.add_argument("corpus", nargs="?", default=str(DEFAULT_CORPUS), help="corpus directory (default: corpus/)")
     p.add_argument("--index-dir", default=str(default_index_dir()), help=index_dir_help)
+    p.add_argument("--embedder", choices=["auto", "onnx", "st"], help=embedder_help)
 
     p = add("search", cmd_search, "Search the index and print ranked, cited passages.")
     p.add_argument("query")
@@ -111,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", help="only articles from this source")
     p.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="only articles on or after this date")
     p.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="only articles on or before this date")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--index-dir", default=str(default_index_dir()), help=index_dir_help)
+    p.add_argument("--embedder", choices=["auto", "onnx", "st"], help=embedder_help)
+
+    p = add("ask", cmd_ask, "Answer a question with sentences quoted from the articles, each one cited.")
+    p.add_argument("question")
+    p.add_argument("-k", type=_positive_int, default=5, help="closest passages returned alongside (1-100, default 5)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--index-dir", default=str(default_index_dir()), help=index_dir_help)
 

@@ -26,11 +26,13 @@ TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
 DEFAULT_MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_TITLE_CHARS = 150
+NOT_TEXT_RATIO = 0.3  # above this share of undecodable or control characters, a file is not text
 
 _HEADER_RE = re.compile(r"^\s*date\s+(\d{4}-\d{2}-\d{2})\s*(.*?)\s*$")
 _BULLET_RE = re.compile(r"^\s*(?:[-*\u2022]\s+|#+\s*)")
 _SPACES_RE = re.compile(r"[ \t\f\v\u00a0]+")
 _BLANK_LINES_RE = re.compile(r"\n\s*\n+")
+_NOT_TEXT_RE = re.compile(r"[\x00-\x08\x0e-\x1f\ufffd]")  # control characters other than tabs and breaks, U+FFFD
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ def _iter_articles(root: Path, max_file_bytes: int, skip: Callable[[str, str], N
         try:
             size = file.stat().st_size
             if lower.endswith(JSONL_SUFFIXES):
-                yield from _read_jsonl(file, skip)
+                yield from _read_jsonl(file, skip, max_file_bytes)
                 continue
             if size == 0:
                 skip(name, "empty file")
@@ -140,6 +142,10 @@ def _iter_articles(root: Path, max_file_bytes: int, skip: Callable[[str, str], N
             skip(name, "binary file")
             continue
         text = _decode(raw, name, skip)
+        not_text = _not_text(text)
+        if not_text:
+            skip(name, not_text)
+            continue
         article_id = _article_id(file, base)
         if lower.endswith((".html", ".htm")):
             article = _parse_html(article_id, text)
@@ -154,18 +160,35 @@ def _iter_articles(root: Path, max_file_bytes: int, skip: Callable[[str, str], N
 
 
 def _walk(root: Path, skip: Callable[[str, str], None]) -> Iterator[Path]:
-    """Supported files under root in a stable order; directory symlinks are not followed (no loops)."""
+    """Supported files under root in a stable order; directory symlinks are not followed (no loops).
 
-    def on_error(exc: OSError) -> None:
-        skip(str(exc.filename), f"cannot be listed ({exc.strerror or exc})")
-
-    for dirpath, dirnames, filenames in os.walk(root, onerror=on_error, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for filename in sorted(filenames):
-            if filename.startswith("."):
+    Depth-first with an explicit stack rather than os.walk, which recurses in Python 3.11
+    and dies with RecursionError in directories nested about a thousand deep.
+    """
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        try:
+            with os.scandir(directory) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError as exc:
+            skip(str(directory), f"cannot be listed ({exc.strerror or exc})")
+            continue
+        subdirectories = []
+        for entry in entries:
+            if entry.name.startswith("."):
                 continue
-            if filename.lower().endswith(TEXT_SUFFIXES + JSONL_SUFFIXES):
-                yield Path(dirpath) / filename
+            try:
+                is_dir = entry.is_dir()
+                is_link = entry.is_symlink()
+            except OSError:  # a symlink loop, or gone already: reading it will report why
+                is_dir = is_link = False
+            if is_dir:
+                if not is_link:
+                    subdirectories.append(Path(entry.path))
+            elif entry.name.lower().endswith(TEXT_SUFFIXES + JSONL_SUFFIXES):
+                yield Path(entry.path)
+        stack.extend(reversed(subdirectories))
 
 
 def _article_id(file: Path, base: Path) -> str:
@@ -182,6 +205,21 @@ def _decode(raw: bytes, name: str, skip: Callable[[str, str], None]) -> str:
         log.warning("%s: invalid UTF-8, undecodable bytes replaced with U+FFFD", name)
         text = raw.decode("utf-8", errors="replace")
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _not_text(text: str, sample: int = 65_536) -> str | None:
+    """Why decoded content is not prose (mostly undecodable or control characters), or None.
+
+    The NUL test above misses binary files without zero bytes; indexing their
+    replacement characters would only add garbage passages.
+    """
+    head = text[:sample]
+    if not head:
+        return None
+    share = len(_NOT_TEXT_RE.findall(head)) / len(head)
+    if share > NOT_TEXT_RATIO:
+        return f"binary or not UTF-8 text ({share:.0%} undecodable or control characters)"
+    return None
 
 
 def _first_line_title(text: str) -> str:
@@ -296,7 +334,7 @@ def _parse_html(article_id: str, text: str) -> Article:
     )
 
 
-def _read_jsonl(file: Path, skip: Callable[[str, str], None]) -> Iterator[Article]:
+def _read_jsonl(file: Path, skip: Callable[[str, str], None], max_record_bytes: int) -> Iterator[Article]:
     opener = gzip.open if file.name.lower().endswith(".gz") else open
     try:
         with opener(file, "rt", encoding="utf-8", errors="replace") as handle:
@@ -304,6 +342,9 @@ def _read_jsonl(file: Path, skip: Callable[[str, str], None]) -> Iterator[Articl
                 if not line.strip():
                     continue
                 where = f"{file}:{number}"
+                if len(line) > max_record_bytes:  # characters: a cheap lower bound on the bytes
+                    skip(where, f"record larger than the {max_record_bytes // (1024 * 1024)} MB limit")
+                    continue
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as exc:

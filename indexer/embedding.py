@@ -1,4 +1,4 @@
-"""Embedders: the packaged all-MiniLM-L6-v2 via sentence-transformers, and a fake for tests."""
+"""Embedders: the packaged all-MiniLM-L6-v2 (int8 ONNX by default, sentence-transformers fp32), a fake for tests."""
 
 from __future__ import annotations
 
@@ -7,14 +7,18 @@ import os
 import re
 import threading
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from importlib.util import find_spec
+from typing import Literal, Protocol, get_args, runtime_checkable
 
 import numpy as np
 
+from indexer.errors import NewsdeskError
 from indexer.tokens import model_dir
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_DIMENSION = 384
+EmbedderKind = Literal["auto", "onnx", "st"]
+EMBEDDER_KINDS: tuple[str, ...] = get_args(EmbedderKind)
 
 
 @runtime_checkable
@@ -25,6 +29,33 @@ class Embedder(Protocol):
     dimension: int
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def backend_of(embedder: Embedder) -> str:
+    """How an embedder computes its vectors (recorded in the manifest; part of the embedding cache key)."""
+    return str(getattr(embedder, "backend", type(embedder).__name__))
+
+
+def default_embedder(kind: str | None = None) -> Embedder:
+    """The embedder the CLI and service use: `kind`, else $NEWSDESK_EMBEDDER, else "auto".
+
+    "auto" is the int8 ONNX model when onnxruntime is installed, else sentence-transformers.
+    Both give vectors of the same model (cosine >= 0.99 to each other), so an index built
+    with one may be searched with the other.
+    """
+    kind = (kind or os.environ.get("NEWSDESK_EMBEDDER") or "auto").strip().lower()
+    if kind not in EMBEDDER_KINDS:
+        raise NewsdeskError(f"Unknown embedder {kind!r} (NEWSDESK_EMBEDDER or --embedder); use one of: "
+                            f"{', '.join(EMBEDDER_KINDS)}.")
+    if kind == "auto":
+        kind = "onnx" if find_spec("onnxruntime") is not None else "st"
+    if kind == "onnx":
+        if find_spec("onnxruntime") is None:
+            raise NewsdeskError("The onnx embedder needs onnxruntime: pip install onnxruntime onnx (or use st).")
+        from indexer.onnx_embedder import OnnxEmbedder
+
+        return OnnxEmbedder()
+    return SentenceTransformerEmbedder()
 
 
 def set_offline() -> None:
@@ -42,6 +73,7 @@ class SentenceTransformerEmbedder:
 
     model_id = MINILM_ID
     dimension = MINILM_DIMENSION
+    backend = "sentence-transformers-fp32"
 
     def __init__(self, batch_size: int = 32, show_progress: bool = False) -> None:
         self.batch_size = batch_size
@@ -84,6 +116,7 @@ class FakeEmbedder:
     """
 
     model_id = "fake/bag-of-words"
+    backend = "fake"
 
     def __init__(self, dimension: int = 64) -> None:
         self.dimension = dimension

@@ -21,6 +21,10 @@ class CorruptIndex(NewsdeskError):
     """An index file is missing, truncated or inconsistent with the manifest."""
 
 
+class IndexBusy(NewsdeskError):
+    """Another build holds the index root's lock; try again when it finishes."""
+
+
 class InvalidQuery(NewsdeskError):
     """A search request is malformed (empty query, bad mode, bad dates, k out of range)."""
 

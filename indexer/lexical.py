@@ -37,6 +37,17 @@ class LexicalIndex:
             return np.zeros(self.size, dtype=np.float32)
         return np.asarray(self._retriever.get_scores(terms), dtype=np.float32)
 
+    def document_frequencies(self, terms: Sequence[str]) -> np.ndarray:
+        """How many chunks contain each analysed term (0 for a term the index has never seen)."""
+        vocab = self._retriever.vocab_dict
+        indptr = self._retriever.scores["indptr"]
+        counts = np.zeros(len(terms), dtype=np.int64)
+        for i, term in enumerate(terms):
+            column = vocab.get(term)
+            if column is not None and column + 1 < len(indptr):
+                counts[i] = int(indptr[column + 1] - indptr[column])
+        return counts
+
     def save(self, directory: Path) -> None:
         with _quiet():
             self._retriever.save(str(directory), show_progress=False)

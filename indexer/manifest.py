@@ -30,6 +30,9 @@ class Manifest:
     created_at: str
     format_version: int = FORMAT_VERSION
     extra: dict[str, object] = field(default_factory=dict)
+    # How the vectors were computed ("onnx-int8", "sentence-transformers-fp32"; "unknown" in older
+    # indexes). Informational: any backend of the same model_id may query the index.
+    embedder_backend: str = "unknown"
 
     def write(self, directory: Path) -> None:
         path = directory / MANIFEST_NAME

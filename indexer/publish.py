@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from indexer.errors import IndexNotFound, NewsdeskError
+from indexer.errors import IndexBusy, IndexNotFound
 from indexer.manifest import MANIFEST_NAME
 
 CURRENT_NAME = "CURRENT"
@@ -28,6 +28,14 @@ KEEP_PREVIOUS = 1  # earlier complete builds kept so a serving process can finis
 
 def new_index_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
+
+
+def current_id(root: Path) -> str | None:
+    """The published build's id as CURRENT names it (None without one): one small read, for polling."""
+    try:
+        return (root / CURRENT_NAME).read_text(encoding="utf-8").strip() or None
+    except (FileNotFoundError, NotADirectoryError):
+        return None
 
 
 def current_build(root: Path) -> Path:
@@ -55,7 +63,7 @@ def build_lock(root: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise NewsdeskError(f"Another build is running on {root}; wait for it to finish.") from None
+            raise IndexBusy(f"Another build is running on {root}; wait for it to finish.") from None
         try:
             yield
         finally:

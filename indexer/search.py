@@ -20,6 +20,7 @@ from indexer.lexical import LexicalIndex
 from indexer.manifest import LEXICAL_DIR, STORE_NAME, VECTORS_NAME, Manifest
 from indexer.publish import current_build
 from indexer.store import ChunkRow, ChunkStore
+from indexer.vector_index import search_vectors
 
 Mode = Literal["hybrid", "dense", "lexical"]
 Fusion = Literal["zscore", "convex", "rrf"]
@@ -200,16 +201,8 @@ class SearchIndex:
         n = self.vectors.ntotal
         if n == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        vector = self.embed_query(query).reshape(1, -1)
-        params = None
-        if mask is not None:
-            allowed = np.flatnonzero(mask).astype(np.int64)
-            if allowed.size == 0:
-                return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
-        scores, positions = self.vectors.search(vector, min(depth, n), params=params)
-        keep = positions[0] >= 0
-        return positions[0][keep], scores[0][keep]
+        allowed = np.flatnonzero(mask) if mask is not None else None
+        return search_vectors(self.vectors, self.embed_query(query), min(depth, n), allowed)
 
     def _lexical_scores(self, query: str, mask: np.ndarray | None) -> np.ndarray:
         scores = self.lexical.scores(query)

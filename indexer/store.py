@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +82,11 @@ class ChunkStore:
         self.path = path
         self._local = threading.local()
         db = self._db()
+        # quick_check reads every page, so a truncated or overwritten file fails here, at load,
+        # rather than as wrong rows or errors in the middle of serving.
+        problems = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError(f"integrity check failed: {problems[0].splitlines()[-1][:200]}")
         rows = db.execute("SELECT pos, article_id, title, source, date, url FROM articles ORDER BY pos").fetchall()
         self.article_ids = [r[1] for r in rows]
         self.article_meta = {r[1]: (r[0], r[2], r[3], r[4], r[5]) for r in rows}
@@ -114,6 +119,11 @@ class ChunkStore:
             "SELECT article_id, title, text, source, date, url FROM articles WHERE article_id = ?", (article_id,)
         ).fetchone()
         return Article(*row) if row else None
+
+    def articles(self) -> Iterator[Article]:
+        """Every stored article, in index order (what a rebuild starts from)."""
+        rows = self._db().execute("SELECT article_id, title, text, source, date, url FROM articles ORDER BY pos")
+        yield from (Article(*row) for row in rows)
 
     def chunks(self, positions: Sequence[int]) -> list[ChunkRow]:
         """Chunk rows with their articles, in the order of `positions`."""

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Latency of GET /search over HTTP: N sequential requests on one keep-alive connection, loopback only.
+"""Latency of GET /search (or POST /ask) over HTTP: N sequential requests on one keep-alive connection, loopback only.
 
 Starts `newsdesk serve` on a free 127.0.0.1 port for --index-dir (or uses --url, which must
 be a loopback address), sends a few warm-up requests, then N distinct queries one after
@@ -77,6 +77,13 @@ def get_json(connection: http.client.HTTPConnection, path: str) -> tuple[int, di
     return response.status, json.loads(response.read())
 
 
+def post_json(connection: http.client.HTTPConnection, path: str, payload: dict) -> tuple[int, dict]:
+    body = json.dumps(payload).encode("utf-8")
+    connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    return response.status, json.loads(response.read())
+
+
 def wait_ready(host: str, port: int, process: subprocess.Popen | None, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -98,24 +105,31 @@ def percentile(values: list[float], pct: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
 
 
-def measure(host: str, port: int, queries: list[str], k: int, mode: str, warmup: int) -> dict:
+def measure(host: str, port: int, queries: list[str], k: int, mode: str, warmup: int, endpoint: str) -> dict:
     connection = http.client.HTTPConnection(host, port, timeout=60)
+
+    def call(query: str) -> tuple[int, dict]:
+        if endpoint == "ask":
+            return post_json(connection, "/ask", {"question": query, "k": k})
+        return get_json(connection, f"/search?k={k}&mode={mode}&q=" + quote(query))
+
     for i in range(warmup):
-        get_json(connection, f"/search?k={k}&mode={mode}&q=" + quote(f"warm-up request {i}"))
+        call(f"warm-up request {i}")
     client_ms: list[float] = []
     server_ms: list[float] = []
     for query in queries:
         started = time.perf_counter()
-        status, body = get_json(connection, f"/search?k={k}&mode={mode}&q=" + quote(query))
+        status, body = call(query)
         client_ms.append((time.perf_counter() - started) * 1000)
         if status != 200:
-            raise SystemExit(f"GET /search for {query!r} answered {status}: {body}")
-        server_ms.append(float(body["took_ms"]))
+            raise SystemExit(f"/{endpoint} for {query!r} answered {status}: {body}")
+        if "took_ms" in body:
+            server_ms.append(float(body["took_ms"]))
     connection.close()
-    return {
-        "client_ms": summary(client_ms),
-        "server_took_ms": summary(server_ms),
-    }
+    results = {"client_ms": summary(client_ms)}
+    if server_ms:
+        results["server_took_ms"] = summary(server_ms)
+    return results
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -137,6 +151,7 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=200, help=f"measured requests (1-{MAX_REQUESTS}, default 200)")
     parser.add_argument("-k", type=int, default=10, help="passages per search (default 10)")
     parser.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid")
+    parser.add_argument("--endpoint", choices=["search", "ask"], default="search", help="GET /search or POST /ask")
     parser.add_argument("--warmup", type=int, default=5, help="unmeasured requests first (default 5)")
     parser.add_argument("--label", default="", help="name of the corpus, for the report")
     parser.add_argument("--out", type=Path, help="also write the report here as JSON")
@@ -159,7 +174,7 @@ def main() -> int:
     try:
         ready = wait_ready(host, port, process, timeout=600)
         load_before = os.getloadavg()[0]
-        results = measure(host, port, queries, args.k, args.mode, args.warmup)
+        results = measure(host, port, queries, args.k, args.mode, args.warmup, args.endpoint)
     finally:
         if process is not None:
             process.send_signal(signal.SIGINT)
@@ -170,7 +185,7 @@ def main() -> int:
     report = {
         "label": args.label,
         "embed_threads": os.environ.get("NEWSDESK_EMBED_THREADS", "default (1)") if process else "unknown",
-        "requests": args.n, "distinct_queries": len(set(queries)), "k": args.k, "mode": args.mode,
+        "endpoint": args.endpoint, "requests": args.n, "distinct_queries": len(set(queries)), "k": args.k, "mode": args.mode,
         "index": {key: ready[key] for key in ("index_id", "model_id", "articles", "chunks")},
         "machine": {
             "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),

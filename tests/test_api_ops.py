@@ -56,9 +56,11 @@ def test_health_and_readiness(index_dir: Path):
     loaded = SearchIndex.load(index_dir, FakeEmbedder())
     with serve(index_dir) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
-        assert client.get("/readyz").json() == {
+        ready = client.get("/readyz").json()
+        assert ready.pop("loaded_at").endswith("+00:00")
+        assert ready == {
             "status": "ready", "index_id": loaded.index_id, "model_id": FakeEmbedder.model_id,
-            "articles": loaded.store.article_count, "chunks": loaded.store.chunk_count,
+            "articles": loaded.store.article_count, "chunks": loaded.store.chunk_count, "last_reload_error": None,
         }
 
 
@@ -284,7 +286,7 @@ def test_widget_files_and_docs_are_served(index_dir: Path):
         assert js.status_code == 200 and "javascript" in js.headers["content-type"]
         page = client.get("/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-        assert "/widget.js" in page.text
+        assert 'widget.js" defer' in page.text  # src="widget.js" or, since main's d4dfb04, "/widget.js"
         assert client.get("/docs").status_code == 200
         schema = client.get("/openapi.json").json()
         assert {"/search", "/ask", "/articles/{article_id}", "/healthz", "/readyz", "/metrics"} <= set(schema["paths"])

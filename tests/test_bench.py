@@ -58,9 +58,10 @@ def test_bench_end_to_end(dataset: Path, tmp_path: Path, fake_model, capsys):
     assert report["dataset"] == "fixture" and report["split"] == "test" and report["queries"] == 7
     assert set(report["results"]) == {"lexical", "dense", "hybrid"}
     for metrics in report["results"].values():
-        assert REQUIRED <= set(metrics)
+        assert REQUIRED <= set(metrics) and "per_query_ndcg@10" not in metrics
         assert all(0 <= metrics[m] <= 1 for m in ("ndcg@10", "recall@10", "recall@100", "mrr@10"))
-        assert 0 < metrics["latency_ms_p50"] <= metrics["latency_ms_p95"]
+        assert 0 < metrics["latency_ms_p50"] <= metrics["latency_ms_p95"] and metrics["latency_queries"] == 7
+        assert 0 < metrics["rank_ms_p50"] <= metrics["rank_ms_p95"]
     assert report["results"]["lexical"]["ndcg@10"] == pytest.approx(1.0)
     assert report["results"]["lexical"]["mrr@10"] == pytest.approx(1.0)
     index = report["index"]
@@ -88,12 +89,13 @@ def test_bench_reuses_a_matching_index(dataset: Path, tmp_path: Path, fake_model
 
 def test_bench_fusion_sweep(dataset: Path, tmp_path: Path, fake_model, capsys):
     report, _ = bench(["--dataset", str(dataset), "--modes", "hybrid", "--fusion", "rrf,convex:0.3",
-                       "--out", str(tmp_path / "r"), "--no-progress"], capsys)
+                       "--out", str(tmp_path / "r"), "--no-progress", "--per-query"], capsys)
     assert set(report["results"]) == {"hybrid[rrf]", "hybrid[convex:0.3]"}
-    runs = report["settings"]["runs"]
-    assert runs["hybrid[convex:0.3]"]["fusion"] == "convex:0.3"
-    # The second hybrid run reuses the first one's query vectors, and says so.
-    assert "query_vectors" not in runs["hybrid[rrf]"] and "cached" in runs["hybrid[convex:0.3]"]["query_vectors"]
+    for metrics in report["results"].values():
+        per_query = metrics["per_query_ndcg@10"]
+        assert set(per_query) == {q["_id"] for q in QUERIES}
+        assert sum(per_query.values()) / len(per_query) == pytest.approx(metrics["ndcg@10"])
+    assert report["settings"]["runs"]["hybrid[convex:0.3]"]["fusion"] == "convex:0.3"
 
 
 def test_cached_query_embedder_matches_its_model():
@@ -102,6 +104,8 @@ def test_cached_query_embedder_matches_its_model():
     texts = ["cats purr", "dogs bark", "cats purr"]
     np.testing.assert_array_equal(cached.embed(texts), inner.embed(texts))
     np.testing.assert_array_equal(cached.embed(["dogs bark"]), inner.embed(["dogs bark"]))
+    cached.prefill(["new words", "cats purr"], progress=False)
+    np.testing.assert_array_equal(cached.embed(["new words"]), inner.embed(["new words"]))
     assert (cached.model_id, cached.dimension) == (inner.model_id, inner.dimension)
     assert cached.embed([]).shape == (0, inner.dimension)
 

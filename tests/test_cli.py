@@ -31,3 +31,10 @@ def test_empty_corpus(tmp_path: Path, capsys):
     (tmp_path / "c").mkdir()
     assert main(["index", str(tmp_path / "c"), "--index-dir", str(tmp_path / "i")]) == 2
     assert "No articles to index" in capsys.readouterr().err
+
+
+def test_ask_errors(tmp_path: Path, capsys):
+    assert main(["ask", "Who?", "--index-dir", str(tmp_path)]) == 2
+    assert "No index at" in capsys.readouterr().err
+    assert main(["ask", "   ", "--index-dir", str(tmp_path)]) == 2
+    assert "question is empty" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """The real all-MiniLM-L6-v2 model on corpus/ (loaded once per session)."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -47,3 +48,42 @@ def test_cli_index_and_search(tmp_path: Path):
                            capture_output=True, text=True, cwd=REPO)
     assert found.returncode == 0, found.stderr
     assert '"article_id": "000_27e84a60694065d5"' in found.stdout
+
+
+@pytest.fixture(scope="module")
+def onnx_embedder(tmp_path_factory: pytest.TempPathFactory):
+    """The int8 ONNX embedder, exported from the packaged weights into this test session's own cache."""
+    from indexer.onnx_embedder import OnnxEmbedder
+
+    embedder = OnnxEmbedder(cache=tmp_path_factory.mktemp("onnx-cache"))
+    embedder.warm_up()
+    return embedder
+
+
+def test_onnx_int8_vectors_match_the_reference_model(onnx_embedder, real_embedder):
+    texts = [
+        "Which company did Daimler team up with for Denza?",
+        "Xiaomi is in talks with Beijing Automotive Group and Brilliance about making electric cars. " * 8,
+        "比亞迪",
+        "cars",
+    ]
+    fast, reference = onnx_embedder.embed(texts), real_embedder.embed(texts)
+    assert fast.shape == (4, 384) and fast.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, rtol=1e-4)
+    cosines = (fast * reference).sum(axis=1)
+    assert cosines.min() >= 0.97 and cosines.mean() >= 0.985, cosines
+    assert onnx_embedder.embed([]).shape == (0, 384)
+    info = json.loads((onnx_embedder.model_path.parent / "export.json").read_text())
+    assert info["probe_min_cosine_vs_fp32"] >= 0.98
+
+
+def test_onnx_index_answers_like_the_reference(tmp_path: Path, onnx_embedder, real_index: SearchIndex):
+    from indexer.build import build_index
+    from indexer.corpus import load_corpus
+
+    build_index(load_corpus(REPO / "corpus")[0], tmp_path, onnx_embedder, progress=False)
+    fast = SearchIndex.load(tmp_path, onnx_embedder)
+    assert fast.manifest.embedder_backend == "onnx-int8"
+    for question in ("Which company did Daimler team up with for Denza?", "Who is Xiaomi negotiating with?"):
+        expected = real_index.search(question, k=1, mode="dense")[0].chunk_id
+        assert fast.search(question, k=1, mode="dense")[0].chunk_id == expected

@@ -87,3 +87,22 @@ def test_metrics_agree_with_pytrec_eval():
         assert recall_at_k(ranked, qrels[q], 100) == pytest.approx(theirs[q]["recall_100"], abs=1e-9)
         assert mrr_at_k(ranked, qrels[q], 10) == pytest.approx(theirs_rr10[q]["recip_rank"], abs=1e-9)
     assert any(theirs[q]["ndcg_cut_10"] not in (0.0, 1.0) for q in runs)  # the sample exercises real cases
+
+
+def test_paired_comparison():
+    from eval.compare import compare
+
+    rng = random.Random(3)
+    base = {f"q{i}": rng.random() for i in range(200)}
+    same = compare(base, dict(base))
+    assert same.mean_diff == 0 and same.p_value == 1.0 and same.wins == same.losses == 0
+    better = {q: min(1.0, s + 0.1) for q, s in base.items()}
+    shifted = compare(base, better, rounds=2000)
+    expected = sum(better[q] - base[q] for q in base) / len(base)
+    assert shifted.mean_diff == pytest.approx(expected)
+    assert shifted.ci_low <= expected <= shifted.ci_high and shifted.ci_low > 0
+    assert shifted.p_value < 0.01 and shifted.losses == 0
+    noise = {q: s + rng.choice([-0.01, 0.01]) for q, s in base.items()}
+    assert compare(base, noise, rounds=2000).p_value > 0.05  # coin-flip changes are not "better" (seeded)
+    with pytest.raises(ValueError):
+        compare(base, {"q0": 1.0})
