@@ -48,6 +48,21 @@ class LexicalIndex:
                 counts[i] = int(indptr[column + 1] - indptr[column])
         return counts
 
+    def ceiling(self, query: str) -> float:
+        """The BM25 score of a chunk that held every query term at saturation: sum of idf * (k1 + 1).
+
+        A chunk's score divided by this is how much of the query (idf-weighted) it matches,
+        comparable across queries and corpora, unlike raw BM25. Terms the index has never
+        seen add nothing, as they add nothing to any score.
+        """
+        terms = analyze(query)
+        if not terms or self.size == 0:
+            return 0.0
+        df = self.document_frequencies(terms)
+        df = df[df > 0].astype(np.float64)
+        idf = np.log(1.0 + (self.size - df + 0.5) / (df + 0.5))
+        return float(idf.sum() * (self._retriever.k1 + 1.0))
+
     def save(self, directory: Path) -> None:
         with _quiet():
             self._retriever.save(str(directory), show_progress=False)

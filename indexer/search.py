@@ -23,7 +23,7 @@ from indexer.store import ChunkRow, ChunkStore
 from indexer.vector_index import search_vectors
 
 Mode = Literal["hybrid", "dense", "lexical"]
-Fusion = Literal["zscore", "convex", "rrf"]
+Fusion = Literal["additive", "zscore", "convex", "rrf"]
 MODES: tuple[str, ...] = get_args(Mode)
 RRF_K = 60
 
@@ -32,14 +32,20 @@ RRF_K = 60
 class SearchConfig:
     """How hybrid search fuses its two sides.
 
-    The defaults come from the ablations in eval/README.md ("Retrieval quality: ablations"),
-    tuned on SciFact train and RealTimeQA dev together: min-max normalisation with the
-    dense side weighted 0.75 (it was 0.5). "zscore" ranks as well (within 0.003) but its
-    scores are unbounded, and the Q&A path reads a hybrid score in [0, 1] as a feature.
+    The default, "additive", scores a passage as its cosine to the query plus
+    `lexical_weight` times its BM25 score over the query's BM25 ceiling (the score of a
+    passage holding every query term at saturation), i.e. plus how much of the query,
+    idf-weighted, it matches. Both terms have a fixed scale, so nothing is normalised
+    per query: a corpus where every passage is about the same thing (small cosine gaps)
+    leans on the words, and a paraphrased question that BM25 half matches leans on the
+    embedding. It won the ablations in eval/README.md ("Retrieval quality: ablations"),
+    tuned on SciFact train and RealTimeQA dev together. "convex" (min-max, dense weight
+    `alpha`; 0.5 was the fusion shipped before), "zscore" and "rrf" remain for comparison.
     """
 
-    fusion: Fusion = "convex"
-    alpha: float = 0.75  # weight of the dense side in "zscore" and "convex" fusion
+    fusion: Fusion = "additive"
+    lexical_weight: float = 1.0  # "additive": cosine + lexical_weight * BM25 / ceiling
+    alpha: float = 0.5  # "convex" and "zscore": weight of the dense side
     depth: int = 100  # candidates taken from each side before fusion
 
     def __post_init__(self) -> None:
@@ -47,6 +53,8 @@ class SearchConfig:
             raise ValueError(f"Unknown fusion {self.fusion!r}; use one of: {', '.join(get_args(Fusion))}.")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError("alpha (the dense side's weight) must be between 0 and 1.")
+        if not 0.0 <= self.lexical_weight <= 10.0:
+            raise ValueError("lexical_weight must be between 0 and 10.")
         if self.depth < 1:
             raise ValueError("depth must be a positive number of candidates.")
 
@@ -234,8 +242,16 @@ class SearchIndex:
             # score and vice versa), so missing values never distort the fusion.
             dense = self._dense_scores_of(query, candidates, dense_pos, dense_scores)
             lexical = lexical_all[candidates].astype(np.float64)
-            normalise = _zscore if self.config.fusion == "zscore" else _minmax
-            combined = self.config.alpha * normalise(dense) + (1 - self.config.alpha) * normalise(lexical)
+            if self.config.fusion == "additive":
+                # Fixed scales on both sides (cosine; share of the query matched), so no
+                # per-query normalisation can blow a tiny cosine gap up to the full range.
+                ceiling = self.lexical.ceiling(query)
+                coverage = lexical / ceiling if ceiling > 0 else np.zeros_like(lexical)
+                combined = dense + self.config.lexical_weight * coverage
+            else:
+                normalise = _zscore if self.config.fusion == "zscore" else _minmax
+                alpha = self.config.alpha
+                combined = alpha * normalise(dense) + (1 - alpha) * normalise(lexical)
         order = np.argsort(-combined, kind="stable")[:k]
         return candidates[order], combined[order].astype(np.float32)
 
