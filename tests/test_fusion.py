@@ -10,6 +10,7 @@ import pytest
 from indexer.build import build_index
 from indexer.corpus import load_corpus
 from indexer.embedding import FakeEmbedder
+from indexer.lexical import LexicalIndex
 from indexer.search import SearchConfig, SearchIndex, _minmax, _zscore
 from tests.conftest import SEED_CORPUS
 
@@ -80,13 +81,23 @@ def test_additive_scores_are_cosine_plus_the_share_of_the_query_matched(index_ro
 def test_ceiling_is_the_saturated_score_of_the_known_terms(index_root: Path):
     index = SearchIndex.load(index_root, FakeEmbedder())
     lexical = index.lexical
-    n, k1 = lexical.size, 1.2
+    n = lexical.size
     [df] = lexical.document_frequencies(["xiaomi"])
-    expected = np.log(1 + (n - df + 0.5) / (df + 0.5)) * (k1 + 1)
+    expected = np.log(1 + (n - df + 0.5) / (df + 0.5))
     assert lexical.ceiling("Xiaomi") == pytest.approx(expected)
     # an unknown word adds nothing to any score, so nothing to the ceiling either; no terms, no ceiling
     assert lexical.ceiling("Xiaomi zzyzxqv") == pytest.approx(expected)
     assert lexical.ceiling("the of and") == 0.0
+
+
+def test_a_chunk_saturated_with_the_query_covers_nearly_all_of_it():
+    texts = ["denza " * 300, "a car maker in china", "phones and cars", "electric cars sell well", "denza once"]
+    lexical = LexicalIndex.build(texts)
+    coverage = lexical.scores("Denza") / lexical.ceiling("Denza")
+    assert 0.9 < coverage[0] <= 1.0  # the scale is right: a saturated chunk matches the whole query
+    assert 0.0 < coverage[4] < coverage[0] and coverage[1:4].tolist() == [0.0, 0.0, 0.0]
+    both = lexical.scores("Denza cars") / lexical.ceiling("Denza cars")
+    assert both.max() < 0.9  # no chunk holds both words at saturation
 
 
 def test_weight_one_is_the_dense_order_and_zero_the_lexical_order(index_root: Path):

@@ -23,13 +23,16 @@ def main(specs: list[str]) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch) / "index"
         index_corpus(Path("corpus"), root, embedder, progress=False)
-        print("| fusion | R@1 | R@5 | MRR@10 | nDCG@10 | answer-hit@5 |")
-        print("|---|---|---|---|---|---|")
-        for spec in specs or ["convex:0.5", "convex:0.75", "zscore:0.75"]:
+        print("| fusion | R@1 | R@5 | MRR@10 | nDCG@10 | answer-hit@5 | /ask: abstained (unanswerable) | "
+              "/ask: answered (answerable) |")
+        print("|---|---|---|---|---|---|---|---|")
+        for spec in specs or ["convex:0.5", "additive"]:
             index = SearchIndex.load(root, embedder, parse_fusion(spec))
-            r = evaluate_labelled(index, questions, ["hybrid"], progress=False)["results"]["hybrid"]
+            report = evaluate_labelled(index, questions, ["hybrid"], progress=False)
+            r, a = report["results"]["hybrid"], report["abstention"]
             print(f"| {spec} | {r['recall@1']:.3f} | {r['recall@5']:.3f} | {r['mrr@10']:.3f} | {r['ndcg@10']:.3f} "
-                  f"| {r['answer_hit@5']:.3f} |", flush=True)
+                  f"| {r['answer_hit@5']:.3f} | {a['unanswerable_abstained']}/{a['unanswerable']} "
+                  f"| {a['answerable_answered']}/{a['answerable']} |", flush=True)
     return 0
 
 
