@@ -126,6 +126,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         a = report["abstention"]
         print(f"abstained on {a['unanswerable_abstained']}/{a['unanswerable']} unanswerable questions; "
               f"answered {a['answerable_answered']}/{a['answerable']} answerable ones")
+        print(f"answer accuracy {a['answer_accuracy']}; abstention precision {a['abstention_precision']}, "
+              f"recall {a['abstention_recall']}")
     return 0
 
 

@@ -184,15 +184,27 @@ def evaluate_labelled(
 
 def abstention_check(index: SearchIndex, questions: Sequence[Question]) -> dict[str, object]:
     """What the Q&A path (`answer_question`, as /ask uses it) does with answerable and unanswerable questions."""
-    outcomes = {q.id: answer_question(index, q.question).answerable for q in questions}
+    from eval.answers import LabelledQuestion, labelled_metrics
+
+    answers = [answer_question(index, q.question) for q in questions]
+    outcomes = {q.id: a.answerable for q, a in zip(questions, answers, strict=True)}
     unanswerable = [q.id for q in questions if not q.answerable]
     answerable = [q.id for q in questions if q.answerable]
+    quality = labelled_metrics(
+        answers,
+        [LabelledQuestion(q.id, q.question, q.type, q.answerable, tuple((a.article_id, a.text) for a in q.answers))
+         for q in questions],
+    )
     return {
         "unanswerable_abstained": sum(not outcomes[q] for q in unanswerable),
         "unanswerable": len(unanswerable),
         "answerable_answered": sum(outcomes[q] for q in answerable),
         "answerable": len(answerable),
         "wrongly_answered": [q for q in unanswerable if outcomes[q]],
+        # answer accuracy: answerable questions whose cited sentences contain a labelled answer text
+        "answer_accuracy": quality["answer_accuracy"],
+        "abstention_precision": quality["abstention_precision"],
+        "abstention_recall": quality["abstention_recall"],
     }
 
 

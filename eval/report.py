@@ -168,6 +168,8 @@ def eval_markdown(report: dict) -> str:
         "",
         f"- unanswerable questions it declined: {a['unanswerable_abstained']} of {a['unanswerable']}",
         f"- answerable questions it answered: {a['answerable_answered']} of {a['answerable']}",
+        f"- answer accuracy (cited sentences contain a labelled answer text): {a['answer_accuracy']}",
+        f"- abstention precision {a['abstention_precision']}, recall {a['abstention_recall']}",
     ]
     if a["wrongly_answered"]:
         lines.append(f"- answered although unanswerable: {', '.join(a['wrongly_answered'])}")

@@ -95,11 +95,9 @@ def build_index(
     started = time.perf_counter()
     chunker = chunker or ChunkerConfig()
     lexical = lexical or LexicalConfig()
+    report = report or LoadReport(loaded=len(articles))
     with build_lock(root):
-        removed = clean_stale_builds(root)
-        if removed:
-            say(f"Removed {len(removed)} stale build(s) left by an earlier run")
-        build = new_build_dir(root)
+        build = start_build(root, say)
         chunks = chunk_articles(articles, chunker, progress, reuse=published_spans(root, chunker))
         say(f"Chunked {len(articles)} articles into {len(chunks)} chunks")
         titles = {a.article_id: a.title for a in articles}
@@ -108,29 +106,7 @@ def build_index(
             vectors, embedded = embed_texts(embedder, texts, progress, vector_cache)
         if cache:
             say(f"Embedded {embedded} chunks, reused {len(chunks) - embedded} from the embedding cache")
-        factory = faiss_factory or choose_factory(len(chunks))
-        faiss.write_index(build_vector_index(vectors, factory), str(build / VECTORS_NAME))
-        lexical_texts = [f"{titles[c.article_id]}\n{c.text}" if lexical.title_in_chunks else c.text for c in chunks]
-        LexicalIndex.build(lexical_texts, lexical.k1, lexical.b).save(build / LEXICAL_DIR)
-        write_store(build / STORE_NAME, articles, chunks)
-        report = report or LoadReport(loaded=len(articles))
-        Manifest(
-            index_id=build.name,
-            model_id=embedder.model_id,
-            dimension=embedder.dimension,
-            chunker=chunker.to_dict(),
-            lexical={"k1": lexical.k1, "b": lexical.b, "title_in_chunks": lexical.title_in_chunks},
-            faiss_factory=factory,
-            counts={
-                "articles": len(articles),
-                "chunks": len(chunks),
-                "skipped": len(report.skipped),
-                "duplicates": len(report.duplicates),
-            },
-            corpus_fingerprint=corpus_fingerprint(list(articles)),
-            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            embedder_backend=backend_of(embedder),
-        ).write(build)  # written last: a build without a manifest is incomplete
+        write_build(build, articles, chunks, vectors, embedder, chunker, lexical, report, faiss_factory)
         publish(root, build)
         if cache:
             # Only once published: vectors of deleted or edited chunks leave the cache.
@@ -139,6 +115,59 @@ def build_index(
     seconds = time.perf_counter() - started
     say(f"Published index {build.name} at {root} ({len(articles)} articles, {len(chunks)} chunks) in {seconds:.1f}s")
     return BuildResult(build.name, build, len(articles), len(chunks), seconds, report, embedded, len(chunks) - embedded)
+
+
+def start_build(root: Path, say: Callable[[str], None] = log.info) -> Path:
+    """Remove leftovers of earlier runs and make the new build's directory; the caller holds build_lock(root)."""
+    removed = clean_stale_builds(root)
+    if removed:
+        say(f"Removed {len(removed)} stale build(s) left by an earlier run")
+    return new_build_dir(root)
+
+
+def write_build(
+    build: Path,
+    articles: Sequence[Article],
+    chunks: Sequence[Chunk],
+    vectors: np.ndarray,
+    embedder: Embedder,
+    chunker: ChunkerConfig,
+    lexical: LexicalConfig,
+    report: LoadReport,
+    faiss_factory: str | None = None,
+    extra: dict[str, object] | None = None,
+) -> None:
+    """Write chunked, embedded articles into the build directory `build`, manifest last; publish is next.
+
+    Every engine (local, Ray) ends here, so they all write the same directory format.
+    Row i of `vectors` is `chunks[i]`, in article order.
+    """
+    if vectors.shape != (len(chunks), embedder.dimension):
+        raise ValueError(f"{vectors.shape} vectors for {len(chunks)} chunks of dimension {embedder.dimension}")
+    titles = {a.article_id: a.title for a in articles}
+    factory = faiss_factory or choose_factory(len(chunks))
+    faiss.write_index(build_vector_index(vectors, factory), str(build / VECTORS_NAME))
+    lexical_texts = [f"{titles[c.article_id]}\n{c.text}" if lexical.title_in_chunks else c.text for c in chunks]
+    LexicalIndex.build(lexical_texts, lexical.k1, lexical.b).save(build / LEXICAL_DIR)
+    write_store(build / STORE_NAME, articles, chunks)
+    Manifest(
+        index_id=build.name,
+        model_id=embedder.model_id,
+        dimension=embedder.dimension,
+        chunker=chunker.to_dict(),
+        lexical={"k1": lexical.k1, "b": lexical.b, "title_in_chunks": lexical.title_in_chunks},
+        faiss_factory=factory,
+        counts={
+            "articles": len(articles),
+            "chunks": len(chunks),
+            "skipped": len(report.skipped),
+            "duplicates": len(report.duplicates),
+        },
+        corpus_fingerprint=corpus_fingerprint(list(articles)),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        embedder_backend=backend_of(embedder),
+        extra=dict(extra or {}),
+    ).write(build)  # written last: a build without a manifest is incomplete
 
 
 def chunk_articles(

@@ -41,7 +41,13 @@ def cmd_index(args: argparse.Namespace) -> int:
     if not corpus.exists():
         raise NewsdeskError(f"Corpus directory {corpus} does not exist.")
     logging.getLogger("indexer.corpus").setLevel(logging.WARNING)
-    result = index_corpus(corpus, Path(args.index_dir), _embedder(args), say=_say)
+    if args.engine == "ray":
+        result = _ray_index(args, corpus)
+    else:
+        given = [flag for flag, dest in RAY_FLAGS.items() if getattr(args, dest) is not None]
+        if given:
+            raise NewsdeskError(f"{', '.join(given)} only apply to the Ray engine; add --engine ray.")
+        result = index_corpus(corpus, Path(args.index_dir), _embedder(args), say=_say)
     report = result.report
     print(
         f"Indexed {result.articles} articles as {result.chunks} chunks in {result.seconds:.1f}s "
@@ -49,6 +55,26 @@ def cmd_index(args: argparse.Namespace) -> int:
         f"{result.embedded} chunks embedded, {result.reused} from cache) -> {args.index_dir}"
     )
     return 0
+
+
+RAY_FLAGS = {
+    "--ray-address": "ray_address", "--ray-num-cpus": "ray_num_cpus", "--ray-actors": "ray_actors",
+    "--ray-cpus-per-actor": "ray_cpus_per_actor", "--ray-batch-size": "ray_batch_size",
+}
+
+
+def _ray_index(args: argparse.Namespace, corpus: Path):  # type: ignore[no-untyped-def]
+    """Build on Ray (indexer/distributed.py); says how to install Ray when it is missing."""
+    from indexer.distributed import RayOptions, ray_index_corpus, require_ray
+    from indexer.embedding import SentenceTransformerEmbedder
+
+    require_ray()
+    given = {
+        "address": args.ray_address, "num_cpus": args.ray_num_cpus, "embed_actors": args.ray_actors,
+        "cpus_per_actor": args.ray_cpus_per_actor, "embed_batch_size": args.ray_batch_size,
+    }
+    options = RayOptions(**{k: v for k, v in given.items() if v is not None})
+    return ray_index_corpus(corpus, Path(args.index_dir), SentenceTransformerEmbedder, options, say=_say)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -120,6 +146,19 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _at_least_one(kind: type, low: float = 1) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+        if number < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low:g}")
+        return number
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="newsdesk", description="Semantic search over news articles.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -135,6 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("corpus", nargs="?", default=str(DEFAULT_CORPUS), help="corpus directory (default: corpus/)")
     p.add_argument("--index-dir", default=str(default_index_dir()), help=index_dir_help)
     p.add_argument("--embedder", choices=["auto", "onnx", "st"], help=embedder_help)
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this process; ray: a Ray Data pipeline (needs pip install 'newsdesk[distributed]')")
+    p.add_argument("--ray-address", help="Ray cluster, e.g. auto or ray://HOST:10001 (default: start a local one)")
+    p.add_argument("--ray-num-cpus", type=_at_least_one(int), help="CPUs of the local Ray instance (default: all)")
+    p.add_argument("--ray-actors", type=_at_least_one(int),
+                   help="embedding actors, each loading the model once (default: as many as the CPUs allow)")
+    p.add_argument("--ray-cpus-per-actor", type=_at_least_one(float, 0.01), help="CPUs per embedding actor (default 1)")
+    p.add_argument("--ray-batch-size", type=_at_least_one(int), help="chunks per embedding batch (default 256)")
 
     p = add("search", cmd_search, "Search the index and print ranked, cited passages.")
     p.add_argument("query")

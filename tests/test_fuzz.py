@@ -93,7 +93,9 @@ def test_operation_conforms_to_its_schema(api_schema, method: str, path: str, mo
     statuses: Counter[int] = Counter()
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    # derandomize: the same generated requests on every CI run, so a red build is reproducible
+    @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
     def check(case) -> None:
         response = case.call_and_validate(headers=AUTH, excluded_checks=[positive_data_acceptance],
                                           additional_checks=[valid_data_is_accepted])

@@ -1,0 +1,190 @@
+"""The Ray engine builds the same index as the local engine (local Ray, 2 CPUs)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from indexer.build import build_index
+from indexer.cli import main
+from indexer.corpus import Article, load_corpus
+from indexer.distributed import (
+    RayOptions,
+    _check_complete,
+    embed_actor_count,
+    ray_build_index,
+    ray_session,
+    require_ray,
+)
+from indexer.embedding import FakeEmbedder
+from indexer.errors import NewsdeskError
+from indexer.manifest import LEXICAL_DIR, STORE_NAME, VECTORS_NAME, Manifest
+from indexer.search import SearchIndex
+from tests.conftest import SEED_CORPUS
+
+QUERIES = [
+    "Xiaomi electric car license",
+    "Daimler BYD joint venture Denza",
+    "比亞迪",
+    "Beijing automotive production plant",
+    "battery range and price of the new model",
+    "Lei Jun investment",
+    "sales in China last year",
+    "who owns the factory",
+]
+# Small batches on purpose: many blocks and both actors busy, so batches come back
+# out of order and the driver's reordering is exercised.
+OPTIONS = RayOptions(num_cpus=2, embed_actors=2, cpus_per_actor=0.5, chunk_cpus=0.5,
+                     chunk_batch_size=3, embed_batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[None]:
+    """One local Ray instance (2 CPUs, no dashboard) for the module, started by the engine's own code."""
+    with ray_session(RayOptions(num_cpus=2)):
+        yield
+
+
+def synthetic_articles(count: int = 40) -> list[Article]:
+    """Distinct articles made from the seed corpus's paragraphs, plus one long one (many chunks)."""
+    seeds, _ = load_corpus(SEED_CORPUS)
+    paragraphs = [p for a in seeds for p in a.text.split("\n") if p.strip()]
+    rng = np.random.default_rng(7)
+    articles = list(seeds)
+    for i in range(count):
+        picked = rng.choice(len(paragraphs), size=int(rng.integers(1, 6)), replace=False)
+        text = f"Report {i}.\n" + "\n".join(paragraphs[j] for j in picked)
+        day = f"2020-01-{i % 28 + 1:02d}"
+        articles.append(Article(f"synthetic/{i:03d}", f"Report {i}", text, f"Source {i % 3}", day))
+    articles.append(Article("long", "A long article", "\n".join(paragraphs * 3), "Archive", "2021-06-01"))
+    return articles
+
+
+def rows(build: Path, table: str) -> list[tuple]:
+    with sqlite3.connect(build / STORE_NAME) as db:
+        return db.execute(f"SELECT * FROM {table} ORDER BY pos").fetchall()
+
+
+def test_ray_and_local_engines_build_the_same_index(tmp_path: Path, ray_cluster: None):
+    articles = synthetic_articles()
+    embedder = FakeEmbedder()
+    local = build_index(articles, tmp_path / "local", embedder, progress=False)
+    ray = ray_build_index(articles, tmp_path / "ray", FakeEmbedder, OPTIONS)
+    assert ray.chunks == local.chunks > 100
+
+    # Chunk ids, offsets and texts, row for row (row i is vector i); articles likewise.
+    assert rows(ray.path, "chunks") == rows(local.path, "chunks")
+    assert rows(ray.path, "articles") == rows(local.path, "articles")
+
+    local_vectors = faiss.read_index(str(local.path / VECTORS_NAME))
+    ray_vectors = faiss.read_index(str(ray.path / VECTORS_NAME))
+    np.testing.assert_allclose(
+        ray_vectors.reconstruct_n(0, ray_vectors.ntotal), local_vectors.reconstruct_n(0, local_vectors.ntotal),
+        rtol=0, atol=1e-6,
+    )
+    for name in sorted(p.name for p in (local.path / LEXICAL_DIR).iterdir()):
+        assert (ray.path / LEXICAL_DIR / name).read_bytes() == (local.path / LEXICAL_DIR / name).read_bytes(), name
+
+    local_manifest, ray_manifest = asdict(Manifest.read(local.path)), asdict(Manifest.read(ray.path))
+    assert ray_manifest.pop("extra")["engine"] == "ray"
+    for volatile in ("index_id", "created_at", "extra"):
+        local_manifest.pop(volatile), ray_manifest.pop(volatile, None)
+    assert ray_manifest == local_manifest
+
+    local_index = SearchIndex.load(tmp_path / "local", embedder)
+    ray_index = SearchIndex.load(tmp_path / "ray", embedder)
+    for mode in ("dense", "lexical", "hybrid"):
+        for query in QUERIES:
+            expected = local_index.search(query, k=10, mode=mode)
+            got = ray_index.search(query, k=10, mode=mode)
+            assert [h.chunk_id for h in got] == [h.chunk_id for h in expected], (mode, query)
+            assert [h.score for h in got] == pytest.approx([h.score for h in expected], abs=1e-5)
+
+
+def test_batches_returned_out_of_order_are_put_back_in_article_order(
+    tmp_path: Path, ray_cluster: None, monkeypatch
+):
+    """On a cluster, rows arrive in completion order; simulate any order: all rows shuffled, in pieces."""
+    import ray.data
+
+    in_order = ray.data.Dataset.iter_batches
+
+    def shuffled_batches(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        batches = list(in_order(self, *args, **kwargs))
+        columns = {name: np.concatenate([b[name] for b in batches]) for name in batches[0]}
+        order = np.random.default_rng(3).permutation(len(columns["pos"]))
+        assert not np.array_equal(order, np.arange(len(order)))
+        for piece in np.array_split(order, 5):
+            yield {name: values[piece] for name, values in columns.items()}
+
+    monkeypatch.setattr(ray.data.Dataset, "iter_batches", shuffled_batches)
+    articles = synthetic_articles(12)
+    local = build_index(articles, tmp_path / "local", FakeEmbedder(), progress=False)
+    ray = ray_build_index(articles, tmp_path / "ray", FakeEmbedder, OPTIONS)
+    assert rows(ray.path, "chunks") == rows(local.path, "chunks")
+    local_vectors = faiss.read_index(str(local.path / VECTORS_NAME))
+    ray_vectors = faiss.read_index(str(ray.path / VECTORS_NAME))
+    np.testing.assert_array_equal(
+        ray_vectors.reconstruct_n(0, ray.chunks), local_vectors.reconstruct_n(0, local.chunks)
+    )
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_cli_ray_engine_with_the_real_model(tmp_path: Path, ray_cluster: None, real_index: SearchIndex, capsys):
+    """`newsdesk index --engine ray` with MiniLM: other batch shapes, so floats may differ in the last bits."""
+    root = tmp_path / "index"
+    code = main(["index", str(SEED_CORPUS), "--index-dir", str(root), "--engine", "ray",
+                 "--ray-actors", "2", "--ray-cpus-per-actor", "0.5", "--ray-batch-size", "5"])
+    assert code == 0, capsys.readouterr().err
+    ray_index = SearchIndex.load(root, real_index.embedder)
+    assert ray_index.manifest.extra["engine"] == "ray"
+    assert rows(ray_index.path, "chunks") == rows(real_index.path, "chunks")
+    expected = faiss.read_index(str(real_index.path / VECTORS_NAME))
+    got = faiss.read_index(str(ray_index.path / VECTORS_NAME))
+    np.testing.assert_allclose(got.reconstruct_n(0, got.ntotal), expected.reconstruct_n(0, expected.ntotal),
+                               rtol=0, atol=1e-4)
+    for query in QUERIES:
+        assert [h.chunk_id for h in ray_index.search(query, k=10, mode="hybrid")] == [
+            h.chunk_id for h in real_index.search(query, k=10, mode="hybrid")
+        ], query
+
+
+def test_without_ray_the_cli_says_how_to_install_it(tmp_path: Path, monkeypatch, capsys):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name.split(".")[0] == "ray" else real_find_spec(name, *a))
+    with pytest.raises(NewsdeskError, match=r"pip install 'newsdesk\[distributed\]'"):
+        require_ray()
+    code = main(["index", str(SEED_CORPUS), "--index-dir", str(tmp_path / "index"), "--engine", "ray"])
+    assert code == 2
+    assert "pip install 'newsdesk[distributed]'" in capsys.readouterr().err
+    assert not (tmp_path / "index").exists()
+
+
+def test_ray_options_need_the_ray_engine(tmp_path: Path, capsys):
+    code = main(["index", str(SEED_CORPUS), "--index-dir", str(tmp_path / "index"), "--ray-actors", "2"])
+    assert code == 2 and "--engine ray" in capsys.readouterr().err
+
+
+def test_an_actor_pool_that_starves_chunking_is_refused():
+    assert embed_actor_count(RayOptions(), cluster_cpus=16) == 15  # 1 CPU each, beside a 0.25-CPU chunking task
+    assert embed_actor_count(RayOptions(), cluster_cpus=2) == 1
+    assert embed_actor_count(RayOptions(embed_actors=2, cpus_per_actor=0.5), cluster_cpus=2) == 2
+    with pytest.raises(NewsdeskError, match="--ray-actors 1"):
+        embed_actor_count(RayOptions(embed_actors=2), cluster_cpus=2)
+
+
+def test_lost_or_repeated_chunks_are_detected():
+    _check_complete(np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 0, 0, 1, 2]))
+    with pytest.raises(NewsdeskError):
+        _check_complete(np.array([0, 0, 1, 2, 2]), np.array([0, 1, 0, 0, 2]))  # article 2 lost ordinal 1
+    with pytest.raises(NewsdeskError):
+        _check_complete(np.array([0, 0, 0]), np.array([0, 1, 1]))  # ordinal 1 twice
