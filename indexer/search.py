@@ -156,9 +156,20 @@ class SearchIndex:
     def article(self, article_id: str) -> Article | None:
         return self.store.article(article_id)
 
-    def search(self, query: str, k: int = 10, mode: str = "hybrid", filters: Filters | None = None) -> list[Hit]:
-        """The top `k` passages for `query`, best first, each with its citation."""
-        positions, scores = self.rank(query, k, mode, filters)
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        mode: str = "hybrid",
+        filters: Filters | None = None,
+        config: SearchConfig | None = None,
+    ) -> list[Hit]:
+        """The top `k` passages for `query`, best first, each with its citation.
+
+        `config` overrides the index's fusion settings for this call (the Q&A path keeps the
+        fusion its threshold was calibrated on).
+        """
+        positions, scores = self.rank(query, k, mode, filters, config=config)
         rows = self.store.chunks(positions.tolist())
         terms = set(analyze(query))
         return [
@@ -178,12 +189,19 @@ class SearchIndex:
         return list(best.items())[:k]
 
     def rank(
-        self, query: str, k: int, mode: str, filters: Filters | None = None, depth: int | None = None
+        self,
+        query: str,
+        k: int,
+        mode: str,
+        filters: Filters | None = None,
+        depth: int | None = None,
+        config: SearchConfig | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Positions and scores of the top `k` chunks."""
+        """Positions and scores of the top `k` chunks (fusion from `config`, else the index's)."""
+        config = config or self.config
         query = _validate(query, k, mode)
         mask = self._mask(filters) if filters and filters.active else None
-        depth = max(depth or self.config.depth, k)
+        depth = max(depth or config.depth, k)
         if mode == "lexical":
             return _top(self._lexical_scores(query, mask), k, positive=True)
         dense_pos, dense_scores = self._dense(query, depth, mask)
@@ -191,7 +209,7 @@ class SearchIndex:
             return dense_pos[:k], dense_scores[:k]
         lexical_all = self._lexical_scores(query, mask)
         lexical_pos, _ = _top(lexical_all, depth, positive=True)
-        return self._fuse(query, dense_pos, dense_scores, lexical_pos, lexical_all, k)
+        return self._fuse(query, dense_pos, dense_scores, lexical_pos, lexical_all, k, config)
 
     def embed_query(self, query: str) -> np.ndarray:
         """The query's vector, from a small LRU cache when it was asked before."""
@@ -228,8 +246,9 @@ class SearchIndex:
         lexical_pos: np.ndarray,
         lexical_all: np.ndarray,
         k: int,
+        config: SearchConfig,
     ) -> tuple[np.ndarray, np.ndarray]:
-        if self.config.fusion == "rrf":
+        if config.fusion == "rrf":
             fused: dict[int, float] = {}
             for ranked in (dense_pos, lexical_pos):
                 for rank, pos in enumerate(ranked.tolist()):
@@ -244,15 +263,15 @@ class SearchIndex:
             # score and vice versa), so missing values never distort the fusion.
             dense = self._dense_scores_of(query, candidates, dense_pos, dense_scores)
             lexical = lexical_all[candidates].astype(np.float64)
-            if self.config.fusion == "additive":
+            if config.fusion == "additive":
                 # Fixed scales on both sides (cosine; share of the query matched), so no
                 # per-query normalisation can blow a tiny cosine gap up to the full range.
                 ceiling = self.lexical.ceiling(query)
                 coverage = lexical / ceiling if ceiling > 0 else np.zeros_like(lexical)
-                combined = dense + self.config.lexical_weight * coverage
+                combined = dense + config.lexical_weight * coverage
             else:
-                normalise = _zscore if self.config.fusion == "zscore" else _minmax
-                alpha = self.config.alpha
+                normalise = _zscore if config.fusion == "zscore" else _minmax
+                alpha = config.alpha
                 combined = alpha * normalise(dense) + (1 - alpha) * normalise(lexical)
         order = np.argsort(-combined, kind="stable")[:k]
         return candidates[order], combined[order].astype(np.float32)

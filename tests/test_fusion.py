@@ -127,3 +127,18 @@ def test_defaults_are_the_ablation_winner():
 def test_bad_search_config_is_refused(kwargs: dict, message: str):
     with pytest.raises(ValueError, match=message):
         SearchConfig(**kwargs)
+
+
+def test_a_call_can_override_the_fusion_and_the_answer_path_keeps_its_calibrated_one(index_root: Path):
+    from indexer.answer import AnswerConfig, answer_question
+
+    embedder = FakeEmbedder()
+    index = SearchIndex.load(index_root, embedder)  # the default, additive
+    old = SearchConfig(fusion="convex", alpha=0.5)
+    reference = SearchIndex.load(index_root, embedder, old)
+    overridden = index.search(QUERY, k=5, config=old)
+    assert [(h.chunk_id, h.score) for h in overridden] == [(h.chunk_id, h.score) for h in reference.search(QUERY, k=5)]
+    assert [h.score for h in index.search(QUERY, k=5)] != [h.score for h in overridden]
+    assert AnswerConfig().retrieval == old
+    answer = answer_question(index, QUERY, k=5)
+    assert [h.chunk_id for h in answer.passages] == [h.chunk_id for h in overridden]
