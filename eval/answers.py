@@ -109,7 +109,7 @@ def normalise(text: str) -> str:
 
 def retrieve(index: SearchIndex, question: str, config: AnswerConfig) -> Retrieved:
     """Candidate passages and sentence features for `question` (the expensive part of answering)."""
-    hits = index.search(question, k=config.candidates, mode="hybrid")
+    hits = index.search(question, k=config.candidates, mode="hybrid", config=config.retrieval)
     return Retrieved(question, hits, score_sentences(index, question.strip(), hits))
 
 

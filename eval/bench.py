@@ -65,26 +65,34 @@ class IndexStats:
 
 
 def fusion_spec(config: SearchConfig) -> str:
-    """'convex:0.75', 'zscore:0.75' or 'rrf': the short name of a fusion setting."""
-    return "rrf" if config.fusion == "rrf" else f"{config.fusion}:{config.alpha:g}"
+    """'additive:1', 'convex:0.5', 'zscore:0.75' or 'rrf': the short name of a fusion setting."""
+    if config.fusion == "rrf":
+        return "rrf"
+    if config.fusion == "additive":
+        return f"additive:{config.lexical_weight:g}"
+    return f"{config.fusion}:{config.alpha:g}"
 
 
 def parse_fusion(spec: str) -> SearchConfig:
-    """SearchConfig from 'rrf', 'convex[:ALPHA]' (min-max) or 'zscore[:ALPHA]' (ALPHA = dense weight, 0..1)."""
-    name, _, alpha = spec.strip().partition(":")
-    if name == "rrf" and not alpha:
+    """SearchConfig from 'rrf', 'additive[:WEIGHT]' (WEIGHT of the BM25 coverage, 0..10),
+    'convex[:ALPHA]' (min-max) or 'zscore[:ALPHA]' (ALPHA = dense weight, 0..1)."""
+    name, _, number = spec.strip().partition(":")
+    if name == "rrf" and not number:
         return SearchConfig(fusion="rrf")
-    if name in ("convex", "zscore"):
-        if not alpha:
+    if name in ("additive", "convex", "zscore"):
+        if not number:
             return SearchConfig(fusion=name)
         try:
-            value = float(alpha)
+            value = float(number)
         except ValueError:
             value = -1.0
-        if 0.0 <= value <= 1.0:
+        if name == "additive" and 0.0 <= value <= 10.0:
+            return SearchConfig(fusion="additive", lexical_weight=value)
+        if name != "additive" and 0.0 <= value <= 1.0:
             return SearchConfig(fusion=name, alpha=value)
     raise NewsdeskError(
-        f"Unknown fusion {spec!r}; use rrf, convex[:ALPHA] or zscore[:ALPHA] with ALPHA between 0 and 1."
+        f"Unknown fusion {spec!r}; use rrf, additive[:WEIGHT] with WEIGHT between 0 and 10, or "
+        f"convex[:ALPHA] / zscore[:ALPHA] with ALPHA between 0 and 1."
     )
 
 

@@ -178,8 +178,11 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--dataset", required=True, help="directory with corpus.jsonl[.gz], queries.jsonl, qrels/")
     p.add_argument("--split", default="test", help="qrels split (default: test)")
     p.add_argument("--modes", type=_modes, default=["lexical", "dense", "hybrid"], help="comma-separated modes")
-    p.add_argument("--fusion", type=_fusions,
-                   help="hybrid fusion(s), comma-separated: rrf, convex[:ALPHA] (min-max) or zscore[:ALPHA]")
+    p.add_argument(
+        "--fusion",
+        type=_fusions,
+        help="hybrid fusion(s), comma-separated: additive[:WEIGHT], convex[:ALPHA] (min-max), zscore[:ALPHA], rrf",
+    )
     p.add_argument("--index-dir", help="keep the index here and reuse it when it matches (default: a temp dir)")
     p.add_argument("--rebuild", action="store_true", help="build the index even if --index-dir holds a matching one")
     p.add_argument("--latency-queries", type=_count, default=100, help="queries timed one by one (0: all)")

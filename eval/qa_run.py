@@ -242,5 +242,5 @@ def _evidence_removed(
 
 
 def _config_dict(config: AnswerConfig) -> dict[str, object]:
-    data = {k: v for k, v in vars(config).items() if k != "weights"}
-    return {**data, "weights": vars(config.weights)}
+    data = {k: v for k, v in vars(config).items() if k not in ("weights", "retrieval")}
+    return {**data, "weights": vars(config.weights), "retrieval": vars(config.retrieval)}

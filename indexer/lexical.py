@@ -48,6 +48,23 @@ class LexicalIndex:
                 counts[i] = int(indptr[column + 1] - indptr[column])
         return counts
 
+    def ceiling(self, query: str) -> float:
+        """The BM25 score of a chunk that held every query term at saturation: the sum of their idf.
+
+        bm25s's "lucene" variant scores a term idf * tf / (tf + k1 * length norm), which tends
+        to idf as tf grows (no (k1 + 1) factor), so every chunk's score is below this and
+        score / ceiling is how much of the query (idf-weighted) the chunk matches, in [0, 1]
+        and comparable across queries and corpora, unlike raw BM25. Terms the index has never
+        seen add nothing, as they add nothing to any score.
+        """
+        terms = analyze(query)
+        if not terms or self.size == 0:
+            return 0.0
+        df = self.document_frequencies(terms)
+        df = df[df > 0].astype(np.float64)
+        # bm25s "lucene" idf; a repeated query term counts once per occurrence, as in get_scores
+        return float(np.log(1.0 + (self.size - df + 0.5) / (df + 0.5)).sum())
+
     def save(self, directory: Path) -> None:
         with _quiet():
             self._retriever.save(str(directory), show_progress=False)

@@ -23,7 +23,7 @@ from indexer.store import ChunkRow, ChunkStore
 from indexer.vector_index import search_vectors
 
 Mode = Literal["hybrid", "dense", "lexical"]
-Fusion = Literal["zscore", "convex", "rrf"]
+Fusion = Literal["additive", "zscore", "convex", "rrf"]
 MODES: tuple[str, ...] = get_args(Mode)
 RRF_K = 60
 
@@ -32,16 +32,22 @@ RRF_K = 60
 class SearchConfig:
     """How hybrid search fuses its two sides.
 
-    Min-max ("convex") fusion beat RRF on SciFact train (nDCG@10 0.739 vs 0.724,
-    eval/results/scifact-train-fusion). The quality ablations (eval/experiments) point to a
-    dense weight of 0.75 on SciFact train + RealTimeQA dev; the default stays 0.5 until the
-    committed bench reports and the Q&A calibration (which reads the hybrid score) are re-run
-    with it. "zscore" ranks about as well but its scores are unbounded, and the Q&A path
-    reads a hybrid score in [0, 1] as a feature.
+    The default, "additive", scores a passage as its cosine to the query plus
+    `lexical_weight` times its BM25 score over the query's BM25 ceiling (the score of a
+    passage holding every query term at saturation), i.e. plus how much of the query,
+    idf-weighted, it matches. Both terms have a fixed scale, so nothing is normalised
+    per query: a corpus where every passage is about the same thing (small cosine gaps)
+    leans on the words, and a paraphrased question that BM25 half matches leans on the
+    embedding. It won the ablations in eval/README.md ("Retrieval quality: ablations"),
+    tuned on SciFact train and RealTimeQA dev together. "convex" (min-max, dense weight
+    `alpha`; 0.5 was the fusion shipped before, and beat RRF on SciFact train), "zscore"
+    and "rrf" remain for comparison. The Q&A path reads the hybrid score as a feature and
+    its threshold was calibrated on min-max scores: re-run its calibration (eval/README.md).
     """
 
-    fusion: Fusion = "convex"
-    alpha: float = 0.5  # weight of the dense side in "zscore" and "convex" fusion
+    fusion: Fusion = "additive"
+    lexical_weight: float = 1.0  # "additive": cosine + lexical_weight * BM25 / ceiling
+    alpha: float = 0.5  # "convex" and "zscore": weight of the dense side
     depth: int = 100  # candidates taken from each side before fusion
 
     def __post_init__(self) -> None:
@@ -49,6 +55,8 @@ class SearchConfig:
             raise ValueError(f"Unknown fusion {self.fusion!r}; use one of: {', '.join(get_args(Fusion))}.")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError("alpha (the dense side's weight) must be between 0 and 1.")
+        if not 0.0 <= self.lexical_weight <= 10.0:
+            raise ValueError("lexical_weight must be between 0 and 10.")
         if self.depth < 1:
             raise ValueError("depth must be a positive number of candidates.")
 
@@ -148,9 +156,20 @@ class SearchIndex:
     def article(self, article_id: str) -> Article | None:
         return self.store.article(article_id)
 
-    def search(self, query: str, k: int = 10, mode: str = "hybrid", filters: Filters | None = None) -> list[Hit]:
-        """The top `k` passages for `query`, best first, each with its citation."""
-        positions, scores = self.rank(query, k, mode, filters)
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        mode: str = "hybrid",
+        filters: Filters | None = None,
+        config: SearchConfig | None = None,
+    ) -> list[Hit]:
+        """The top `k` passages for `query`, best first, each with its citation.
+
+        `config` overrides the index's fusion settings for this call (the Q&A path keeps the
+        fusion its threshold was calibrated on).
+        """
+        positions, scores = self.rank(query, k, mode, filters, config=config)
         rows = self.store.chunks(positions.tolist())
         terms = set(analyze(query))
         return [
@@ -170,12 +189,19 @@ class SearchIndex:
         return list(best.items())[:k]
 
     def rank(
-        self, query: str, k: int, mode: str, filters: Filters | None = None, depth: int | None = None
+        self,
+        query: str,
+        k: int,
+        mode: str,
+        filters: Filters | None = None,
+        depth: int | None = None,
+        config: SearchConfig | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Positions and scores of the top `k` chunks."""
+        """Positions and scores of the top `k` chunks (fusion from `config`, else the index's)."""
+        config = config or self.config
         query = _validate(query, k, mode)
         mask = self._mask(filters) if filters and filters.active else None
-        depth = max(depth or self.config.depth, k)
+        depth = max(depth or config.depth, k)
         if mode == "lexical":
             return _top(self._lexical_scores(query, mask), k, positive=True)
         dense_pos, dense_scores = self._dense(query, depth, mask)
@@ -183,7 +209,7 @@ class SearchIndex:
             return dense_pos[:k], dense_scores[:k]
         lexical_all = self._lexical_scores(query, mask)
         lexical_pos, _ = _top(lexical_all, depth, positive=True)
-        return self._fuse(query, dense_pos, dense_scores, lexical_pos, lexical_all, k)
+        return self._fuse(query, dense_pos, dense_scores, lexical_pos, lexical_all, k, config)
 
     def embed_query(self, query: str) -> np.ndarray:
         """The query's vector, from a small LRU cache when it was asked before."""
@@ -220,8 +246,9 @@ class SearchIndex:
         lexical_pos: np.ndarray,
         lexical_all: np.ndarray,
         k: int,
+        config: SearchConfig,
     ) -> tuple[np.ndarray, np.ndarray]:
-        if self.config.fusion == "rrf":
+        if config.fusion == "rrf":
             fused: dict[int, float] = {}
             for ranked in (dense_pos, lexical_pos):
                 for rank, pos in enumerate(ranked.tolist()):
@@ -236,8 +263,16 @@ class SearchIndex:
             # score and vice versa), so missing values never distort the fusion.
             dense = self._dense_scores_of(query, candidates, dense_pos, dense_scores)
             lexical = lexical_all[candidates].astype(np.float64)
-            normalise = _zscore if self.config.fusion == "zscore" else _minmax
-            combined = self.config.alpha * normalise(dense) + (1 - self.config.alpha) * normalise(lexical)
+            if config.fusion == "additive":
+                # Fixed scales on both sides (cosine; share of the query matched), so no
+                # per-query normalisation can blow a tiny cosine gap up to the full range.
+                ceiling = self.lexical.ceiling(query)
+                coverage = lexical / ceiling if ceiling > 0 else np.zeros_like(lexical)
+                combined = dense + config.lexical_weight * coverage
+            else:
+                normalise = _zscore if config.fusion == "zscore" else _minmax
+                alpha = config.alpha
+                combined = alpha * normalise(dense) + (1 - alpha) * normalise(lexical)
         order = np.argsort(-combined, kind="stable")[:k]
         return candidates[order], combined[order].astype(np.float32)
 

@@ -12,6 +12,7 @@ from eval.bench import CachedQueryEmbedder, fusion_spec, parse_fusion, plan_runs
 from eval.labelled import AnswerLocator, LabelledAnswer, Question, score_question
 from indexer.cli import main
 from indexer.embedding import EMBEDDER_KINDS, FakeEmbedder
+from indexer.errors import NewsdeskError
 from indexer.search import MODES, Citation, Hit, SearchConfig, SearchIndex
 from tests.conftest import DAIMLER, SEED_CORPUS, XIAOMI_BLOOMBERG, XIAOMI_HT
 from tests.test_datasets import write_dataset
@@ -125,8 +126,13 @@ def test_fusion_specs_and_plans():
     assert parse_fusion("convex") == SearchConfig(fusion="convex")
     assert parse_fusion("convex:0.7") == SearchConfig(fusion="convex", alpha=0.7)
     assert parse_fusion("zscore:0.6") == SearchConfig(fusion="zscore", alpha=0.6)
-    assert fusion_spec(SearchConfig(fusion="zscore", alpha=0.6)) == "zscore:0.6"
-    assert fusion_spec(SearchConfig(fusion="rrf")) == "rrf"
+    assert parse_fusion("additive") == SearchConfig()
+    assert parse_fusion("additive:1.5") == SearchConfig(fusion="additive", lexical_weight=1.5)
+    for spec in ("additive:1.5", "zscore:0.6", "convex:0.5", "rrf"):
+        assert fusion_spec(parse_fusion(spec)) == spec
+    for bad in ("additive:11", "zscore:2", "convex:x", "rrf:1"):
+        with pytest.raises(NewsdeskError):
+            parse_fusion(bad)
     assert [r.label for r in plan_runs(["dense", "hybrid"], [])] == ["dense", "hybrid"]
     assert set(eval.cli.MODES) == set(MODES) and set(eval.cli.EMBEDDERS) == set(EMBEDDER_KINDS)
 

@@ -1,4 +1,4 @@
-"""Hybrid fusion: z-score / min-max normalisation, the dense weight, and config validation."""
+"""Hybrid fusion: additive (cosine + BM25 coverage), z-score / min-max normalisation, config validation."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from indexer.build import build_index
 from indexer.corpus import load_corpus
 from indexer.embedding import FakeEmbedder
+from indexer.lexical import LexicalIndex
 from indexer.search import SearchConfig, SearchIndex, _minmax, _zscore
 from tests.conftest import SEED_CORPUS
 
@@ -62,6 +63,43 @@ def test_hybrid_scores_are_the_weighted_normalised_sides(index_root: Path, fusio
     assert np.all(np.diff(scores) <= 1e-7)
 
 
+def test_additive_scores_are_cosine_plus_the_share_of_the_query_matched(index_root: Path):
+    embedder = FakeEmbedder()
+    index = SearchIndex.load(index_root, embedder, SearchConfig(fusion="additive", lexical_weight=0.7, depth=10_000))
+    n = index.vectors.ntotal
+    positions, scores = index.rank(QUERY, n, "hybrid")
+    dense, lexical = _all_scores(index, QUERY)
+    ceiling = index.lexical.ceiling(QUERY)
+    assert ceiling > 0 and lexical.max() <= ceiling  # no passage can beat full saturation of every term
+    np.testing.assert_allclose(scores, (dense + 0.7 * lexical / ceiling)[positions], rtol=1e-5, atol=1e-6)
+    # Scores do not depend on which other passages were candidates (nothing is normalised per query).
+    shallow = SearchIndex.load(index_root, embedder, SearchConfig(fusion="additive", lexical_weight=0.7, depth=2))
+    top_positions, top_scores = shallow.rank(QUERY, 2, "hybrid")
+    np.testing.assert_allclose(top_scores, (dense + 0.7 * lexical / ceiling)[top_positions], rtol=1e-5, atol=1e-6)
+
+
+def test_ceiling_is_the_saturated_score_of_the_known_terms(index_root: Path):
+    index = SearchIndex.load(index_root, FakeEmbedder())
+    lexical = index.lexical
+    n = lexical.size
+    [df] = lexical.document_frequencies(["xiaomi"])
+    expected = np.log(1 + (n - df + 0.5) / (df + 0.5))
+    assert lexical.ceiling("Xiaomi") == pytest.approx(expected)
+    # an unknown word adds nothing to any score, so nothing to the ceiling either; no terms, no ceiling
+    assert lexical.ceiling("Xiaomi zzyzxqv") == pytest.approx(expected)
+    assert lexical.ceiling("the of and") == 0.0
+
+
+def test_a_chunk_saturated_with_the_query_covers_nearly_all_of_it():
+    texts = ["denza " * 300, "a car maker in china", "phones and cars", "electric cars sell well", "denza once"]
+    lexical = LexicalIndex.build(texts)
+    coverage = lexical.scores("Denza") / lexical.ceiling("Denza")
+    assert 0.9 < coverage[0] <= 1.0  # the scale is right: a saturated chunk matches the whole query
+    assert 0.0 < coverage[4] < coverage[0] and coverage[1:4].tolist() == [0.0, 0.0, 0.0]
+    both = lexical.scores("Denza cars") / lexical.ceiling("Denza cars")
+    assert both.max() < 0.9  # no chunk holds both words at saturation
+
+
 def test_weight_one_is_the_dense_order_and_zero_the_lexical_order(index_root: Path):
     embedder = FakeEmbedder()
     dense_only = SearchIndex.load(index_root, embedder, SearchConfig(fusion="zscore", alpha=1.0, depth=10_000))
@@ -74,13 +112,33 @@ def test_weight_one_is_the_dense_order_and_zero_the_lexical_order(index_root: Pa
 
 def test_defaults_are_the_ablation_winner():
     config = SearchConfig()
-    assert (config.fusion, config.alpha) == ("convex", 0.5)
+    assert (config.fusion, config.lexical_weight) == ("additive", 1.0)
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"fusion": "linear"}, "Unknown fusion"), ({"alpha": 1.5}, "between 0 and 1"), ({"depth": 0}, "depth")],
+    [
+        ({"fusion": "linear"}, "Unknown fusion"),
+        ({"alpha": 1.5}, "between 0 and 1"),
+        ({"lexical_weight": -1.0}, "lexical_weight"),
+        ({"depth": 0}, "depth"),
+    ],
 )
 def test_bad_search_config_is_refused(kwargs: dict, message: str):
     with pytest.raises(ValueError, match=message):
         SearchConfig(**kwargs)
+
+
+def test_a_call_can_override_the_fusion_and_the_answer_path_keeps_its_calibrated_one(index_root: Path):
+    from indexer.answer import AnswerConfig, answer_question
+
+    embedder = FakeEmbedder()
+    index = SearchIndex.load(index_root, embedder)  # the default, additive
+    old = SearchConfig(fusion="convex", alpha=0.5)
+    reference = SearchIndex.load(index_root, embedder, old)
+    overridden = index.search(QUERY, k=5, config=old)
+    assert [(h.chunk_id, h.score) for h in overridden] == [(h.chunk_id, h.score) for h in reference.search(QUERY, k=5)]
+    assert [h.score for h in index.search(QUERY, k=5)] != [h.score for h in overridden]
+    assert AnswerConfig().retrieval == old
+    answer = answer_question(index, QUERY, k=5)
+    assert [h.chunk_id for h in answer.passages] == [h.chunk_id for h in overridden]

@@ -13,7 +13,8 @@ is written in slices and resumed after an interruption.
     python -m eval.experiments.cache DATASET_DIR OUT_DIR [--max-tokens N --overlap N --no-title]
                                      [--from-index INDEX_ROOT] [--whole-doc]
 
-`--titles` embeds each document's title alone (OUT/titles.npy). `--from-index` reads the vectors of an index built with the same chunker and corpus
+`--titles` embeds each document's title alone (OUT/titles.npy). `--from-index` reads the
+vectors of an index built with the same chunker and corpus
 (faiss reconstruct_n) instead of embedding again. `--whole-doc` embeds one text per
 document (title + text, truncated by the model at 256 word pieces): the "no chunking" ablation.
 """
@@ -164,7 +165,9 @@ def main() -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         np.save(args.out / "titles.npy", _embedder().embed([d.title or "" for d in documents]))
         return
-    config = ChunkerConfig(max_tokens=args.max_tokens, overlap_tokens=args.overlap, title_in_embedding=not args.no_title)
+    config = ChunkerConfig(
+        max_tokens=args.max_tokens, overlap_tokens=args.overlap, title_in_embedding=not args.no_title
+    )
     build_cache(args.dataset, args.out, config, args.from_index, args.whole_doc)
 
 

@@ -63,7 +63,9 @@ def baseline(
 
 def single(lab, scores: np.ndarray, positive: bool = False, depth: int = 300) -> list[list[str]]:
     """One side alone: documents by best chunk."""
-    return [docs_from_chunks(top(scores[i], depth, positive), lab.chunk_doc, lab.doc_ids) for i in range(scores.shape[0])]
+    return [
+        docs_from_chunks(top(scores[i], depth, positive), lab.chunk_doc, lab.doc_ids) for i in range(scores.shape[0])
+    ]
 
 
 def doc_fusion(
@@ -125,3 +127,35 @@ def rocchio(q: np.ndarray, feedback: np.ndarray, beta: float) -> np.ndarray:
     """q + beta * feedback centroid, re-normalised."""
     v = q + beta * feedback
     return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def additive(
+    lab, dense: np.ndarray, lex: np.ndarray, ceiling: np.ndarray, weight: float = 1.0, depth: int = 300,
+    lexical: str = "coverage",
+) -> list[list[str]]:
+    """The chosen fusion: cosine + weight * BM25 / ceiling (the share of the query matched), per chunk.
+
+    lexical="minmax" adds min-max normalised BM25 instead (the ablation of the ceiling).
+    """
+    out = []
+    for i in range(dense.shape[0]):
+        cand = np.union1d(top(dense[i], depth), top(lex[i], depth, positive=True))
+        values = lex[i, cand].astype(np.float64)
+        share = values / ceiling[i] if lexical == "coverage" and ceiling[i] > 0 else minmax(values)
+        fused = dense[i, cand] + weight * share
+        out.append(docs_from_chunks(cand[np.argsort(-fused, kind="stable")][:depth], lab.chunk_doc, lab.doc_ids))
+    return out
+
+
+def adaptive_convex(
+    lab, dense: np.ndarray, lex: np.ndarray, ceiling: np.ndarray, a0: float, slope: float, depth: int = 300
+) -> list[list[str]]:
+    """Min-max convex fusion whose dense weight is a0 - slope * (best BM25 / ceiling), clipped to 0..1."""
+    out = []
+    for i in range(dense.shape[0]):
+        cand = np.union1d(top(dense[i], depth), top(lex[i], depth, positive=True))
+        coverage = float(lex[i].max() / ceiling[i]) if ceiling[i] > 0 else 0.0
+        a = min(1.0, max(0.0, a0 - slope * coverage))
+        fused = a * minmax(dense[i, cand].astype(np.float64)) + (1 - a) * minmax(lex[i, cand].astype(np.float64))
+        out.append(docs_from_chunks(cand[np.argsort(-fused, kind="stable")][:depth], lab.chunk_doc, lab.doc_ids))
+    return out
