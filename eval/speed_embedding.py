@@ -2,7 +2,7 @@
 
     python -m eval.speed_embedding throughput --corpus /work/cache/news-corpus --out eval/results/speed-throughput.json
     python -m eval.speed_embedding latency --queries ../shared/data/realtimeqa/queries.jsonl --out ...
-    python -m eval.speed_embedding ndcg --dataset ../shared/data/scifact --split test --out ...
+    python -m eval.speed_embedding ndcg --dataset ../shared/data/scifact --split test train --out ...
 
 Throughput runs every configuration on the same real chunks, interleaved round by
 round, so a busy machine slows all of them alike; the ratio is taken per round. The
@@ -131,20 +131,22 @@ def cosine(args: argparse.Namespace) -> dict[str, object]:
     return out
 
 
-def _read_beir(
-    dataset: Path, split: str, work: Path
-) -> tuple[list[Article], dict[str, str], dict[str, dict[str, int]]]:
-    """Articles (through the project's own loader), judged queries and positive qrels of a BEIR-layout set."""
+def _read_corpus(dataset: Path, work: Path) -> list[Article]:
+    """The set's documents, through the project's own loader (which reads a directory: a view holding only them)."""
     import logging
 
     logging.getLogger("indexer.corpus").setLevel(logging.ERROR)
     corpus = next(p for p in (dataset / "corpus.jsonl", dataset / "corpus.jsonl.gz") if p.exists())
-    view = work / f"{dataset.name}-corpus"  # the loader reads a directory; this one holds only the corpus
+    view = work / f"{dataset.name}-corpus"
     view.mkdir(parents=True, exist_ok=True)
     link = view / corpus.name
     if not link.exists():
         link.symlink_to(corpus.resolve())
-    articles, _ = load_corpus(view)
+    return load_corpus(view)[0]
+
+
+def _read_judged(dataset: Path, split: str) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+    """Judged queries and their positive qrels for one split of a BEIR-layout set."""
     qrels: dict[str, dict[str, int]] = {}
     for line in (dataset / "qrels" / f"{split}.tsv").read_text().splitlines()[1:]:
         query_id, doc_id, score = line.split("\t")
@@ -155,7 +157,7 @@ def _read_beir(
         query = json.loads(line)
         if query["_id"] in qrels:
             queries[query["_id"]] = query["text"]
-    return articles, queries, qrels
+    return queries, qrels
 
 
 def ndcg_at_10(ranked: Sequence[str], relevant: dict[str, int]) -> float:
@@ -165,25 +167,40 @@ def ndcg_at_10(ranked: Sequence[str], relevant: dict[str, int]) -> float:
     return dcg / ideal if ideal else 0.0
 
 
-def evaluate(index: SearchIndex, queries: dict[str, str], qrels: dict[str, dict[str, int]], mode: str) -> float:
-    scores = [ndcg_at_10([d for d, _ in index.search_articles(text, k=10, mode=mode)], qrels[qid])
-              for qid, text in queries.items()]
-    return sum(scores) / len(scores)
+def evaluate(index: SearchIndex, queries: dict[str, str], qrels: dict[str, dict[str, int]], mode: str
+             ) -> dict[str, float]:
+    """nDCG@10 of each query, articles ranked by `SearchIndex.search_articles`."""
+    return {qid: ndcg_at_10([d for d, _ in index.search_articles(text, k=10, mode=mode)], qrels[qid])
+            for qid, text in queries.items()}
 
 
 def ndcg(args: argparse.Namespace) -> dict[str, object]:
-    articles, queries, qrels = _read_beir(args.dataset, args.split, args.work)
-    result: dict[str, object] = {"dataset": str(args.dataset), "split": args.split, "queries": len(queries)}
-    for embedder in (SentenceTransformerEmbedder(), OnnxEmbedder()):
-        root = args.work / f"{args.dataset.name}-{backend_of(embedder)}"
-        started = time.perf_counter()
-        built = build_index(articles, root, embedder, progress=False, cache=False)
+    articles = _read_corpus(args.dataset, args.work)
+    splits = {split: _read_judged(args.dataset, split) for split in args.split}
+    result: dict[str, object] = {"dataset": str(args.dataset), "queries": {s: len(q) for s, (q, _) in splits.items()}}
+    per_query: dict[str, dict[str, dict[str, float]]] = {}
+    embedders: list[tuple[str, Embedder]] = [] if args.skip_st else [("st", SentenceTransformerEmbedder())]
+    embedders += [(f"onnx:{p.name}", OnnxEmbedder(model_path=p)) for p in args.onnx_model]
+    embedders += [] if args.onnx_model else [("onnx", OnnxEmbedder())]
+    for label, embedder in embedders:
+        root = args.work / f"{args.dataset.name}-{label.replace(':', '-')}"
+        row: dict[str, object] = {}
+        if not (args.reuse and (root / "CURRENT").exists()):
+            started = time.perf_counter()
+            built = build_index(articles, root, embedder, progress=False, cache=False)
+            row = {"chunks": built.chunks, "build_s": round(time.perf_counter() - started, 1)}
         index = SearchIndex.load(root, embedder)
-        result[backend_of(embedder)] = {
-            "chunks": built.chunks, "build_s": round(time.perf_counter() - started, 1),
-            **{f"ndcg@10 {mode}": round(evaluate(index, queries, qrels, mode), 4) for mode in args.modes},
-        }
+        row["chunks"] = index.store.chunk_count
+        key = backend_of(embedder) if label in ("st", "onnx") else label
+        for split, (queries, qrels) in splits.items():
+            for mode in args.modes:
+                scores = evaluate(index, queries, qrels, mode)
+                row[f"{split} ndcg@10 {mode}"] = round(sum(scores.values()) / len(scores), 4)
+                per_query.setdefault(key, {})[f"{split} {mode}"] = scores
+        result[key] = row
         print(json.dumps(result), file=sys.stderr, flush=True)
+    if args.per_query:
+        args.per_query.write_text(json.dumps(per_query) + "\n")
     return result
 
 
@@ -207,9 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=300)
     p = commands.add_parser("ndcg")
     p.add_argument("--dataset", type=Path, required=True)
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", nargs="+", default=["test"])
     p.add_argument("--work", type=Path, default=Path("/tmp/newsdesk-speed"))
     p.add_argument("--modes", nargs="*", default=["dense", "hybrid"])
+    p.add_argument("--skip-st", action="store_true", help="only the ONNX model(s)")
+    p.add_argument("--reuse", action="store_true", help="score indexes already built in --work instead of rebuilding")
+    p.add_argument("--per-query", type=Path, help="also write every query's nDCG@10 here (JSON)")
+    p.add_argument("--onnx-model", type=Path, nargs="*", default=[], help="int8 model files to compare (experiments)")
     for sub in commands.choices.values():
         sub.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)

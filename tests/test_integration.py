@@ -83,7 +83,7 @@ def test_onnx_index_answers_like_the_reference(tmp_path: Path, onnx_embedder, re
 
     build_index(load_corpus(REPO / "corpus")[0], tmp_path, onnx_embedder, progress=False)
     fast = SearchIndex.load(tmp_path, onnx_embedder)
-    assert fast.manifest.embedder_backend == "onnx-int8"
+    assert fast.manifest.embedder_backend.startswith("onnx-int8")
     for question in ("Which company did Daimler team up with for Denza?", "Who is Xiaomi negotiating with?"):
         expected = real_index.search(question, k=1, mode="dense")[0].chunk_id
         assert fast.search(question, k=1, mode="dense")[0].chunk_id == expected
