@@ -42,7 +42,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise NewsdeskError(f"Invalid setting ({problems}). Check the NEWSDESK_* environment variables.") from None
-    embedder = _embedder(settings.embed_threads)
+    embedder = _embedder(settings.embed_threads, settings.micro_batch)
     check_index(settings.index_dir, embedder)  # cheap: before the model loads
 
     import uvicorn
@@ -73,11 +73,11 @@ def check_index(root: Path, embedder: Embedder) -> None:
         raise IncompatibleIndex(f"{build / 'manifest.json'}: {exc}") from None
 
 
-def _embedder(threads: int) -> Embedder:
+def _embedder(threads: int, micro_batch: bool) -> Embedder:
     """The service's embedder (see api.reload.service_embedder); tests replace this."""
     from api.reload import service_embedder
 
-    return service_embedder(threads)
+    return service_embedder(threads, micro_batch)
 
 
 def service_url(host: str, port: int) -> str:

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     # process on a small shared machine; measured on 2 cores: ~30 ms per query with 1 thread,
     # ~950 ms median with 2 while other jobs ran (see README, "Latency").
     embed_threads: int = Field(default=1, ge=1, le=256, description="torch CPU threads per query embedding")
+    # Queries that arrive while the model is busy can be embedded together (api/batching.py).
+    # Off by default: with the int8 MiniLM on 2 cores a batch of 8 short queries costs more
+    # per query than 8 single calls, and 8 clients got fewer searches/s (eval/results/speed.md).
+    micro_batch: bool = Field(default=False, description="embed concurrent queries in shared batches")
     log_level: LogLevel = "info"
     # Live reload: a cheap read of <index_dir>/CURRENT this often; a new id is loaded off the
     # event loop, checked, and swapped in without a restart.

@@ -3,7 +3,7 @@
 
 Starts `newsdesk serve` on a free 127.0.0.1 port for --index-dir (or uses --url, which must
 be a loopback address), sends a few warm-up requests, then N distinct queries one after
-another, and reports median / p95 of the client-side wall time (request sent -> JSON read)
+another, and reports p50 / p95 / p99 of the client-side wall time (request sent -> JSON read)
 and of the server's own `took_ms`. Distinct queries matter: the index caches query vectors.
 
     .venv/bin/python scripts/http_latency.py --index-dir .newsdesk/index \\
@@ -23,6 +23,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -133,13 +136,59 @@ def measure(host: str, port: int, queries: list[str], k: int, mode: str, warmup:
 
 
 def summary(values: list[float]) -> dict[str, float]:
+    """Percentiles of `values` (ms), as every measuring script reports them."""
+    if len(values) < 2:
+        return {}
     return {
-        "median": round(statistics.median(values), 2),
-        "p95": round(percentile(values, 95), 2),
-        "mean": round(statistics.fmean(values), 2),
-        "min": round(min(values), 2),
-        "max": round(max(values), 2),
+        "p50": round(percentile(values, 50), 2), "p95": round(percentile(values, 95), 2),
+        "p99": round(percentile(values, 99), 2), "mean": round(statistics.fmean(values), 2),
+        "min": round(min(values), 2), "max": round(max(values), 2),
     }
+
+
+@dataclass
+class Server:
+    host: str
+    port: int
+    process: subprocess.Popen | None  # None: a service this script did not start
+    ready: dict  # the /readyz body
+    startup_s: float | None = None  # process start to ready (cold start), when started here
+
+    def rss_mb(self) -> dict[str, float]:
+        """The server's resident memory now, split into anonymous and file-backed (mmap) pages."""
+        if self.process is None:
+            return {}
+        fields = {}
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                fields[name] = round(int(value.split()[0]) / 1024, 1)
+        return fields
+
+
+@contextmanager
+def served(index_dir: Path | None, url: str | None = None, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """`newsdesk serve` for `index_dir` on a free loopback port until the block ends, or the service at `url`."""
+    if url:
+        parts = urlsplit(url)
+        if parts.hostname not in LOOPBACK or parts.port is None:
+            raise SystemExit("--url must be a loopback address with a port, e.g. http://127.0.0.1:8000")
+        yield Server(parts.hostname, parts.port, None, wait_ready(parts.hostname, parts.port, None, timeout=60))
+        return
+    host, port = "127.0.0.1", free_port()
+    command = [sys.executable, "-m", "indexer.cli", "serve", "--index-dir", str(index_dir),
+               "--host", host, "--port", str(port), "--log-level", "warning"]
+    started = time.monotonic()
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+    try:
+        ready = wait_ready(host, port, process, timeout=600)
+        yield Server(host, port, process, ready, round(time.monotonic() - started, 2))
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def main() -> int:
@@ -160,32 +209,15 @@ def main() -> int:
         parser.error(f"-n must be between 1 and {MAX_REQUESTS}")
     queries = load_queries(args.queries, args.n)
 
-    process = None
-    if args.url:
-        parts = urlsplit(args.url)
-        if parts.hostname not in LOOPBACK or parts.port is None:
-            parser.error("--url must be a loopback address with a port, e.g. http://127.0.0.1:8000")
-        host, port = parts.hostname, parts.port
-    else:
-        host, port = "127.0.0.1", free_port()
-        command = [sys.executable, "-m", "indexer.cli", "serve", "--index-dir", str(args.index_dir),
-                   "--host", host, "--port", str(port), "--log-level", "warning"]
-        process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, env={**os.environ})
-    try:
-        ready = wait_ready(host, port, process, timeout=600)
+    with served(args.index_dir, args.url) as server:
         load_before = os.getloadavg()[0]
-        results = measure(host, port, queries, args.k, args.mode, args.warmup, args.endpoint)
-    finally:
-        if process is not None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        results = measure(server.host, server.port, queries, args.k, args.mode, args.warmup, args.endpoint)
+        ready = server.ready
     report = {
         "label": args.label,
-        "embed_threads": os.environ.get("NEWSDESK_EMBED_THREADS", "default (1)") if process else "unknown",
-        "endpoint": args.endpoint, "requests": args.n, "distinct_queries": len(set(queries)), "k": args.k, "mode": args.mode,
+        "embed_threads": os.environ.get("NEWSDESK_EMBED_THREADS", "default (1)") if server.process else "unknown",
+        "endpoint": args.endpoint, "requests": args.n, "distinct_queries": len(set(queries)),
+        "k": args.k, "mode": args.mode,
         "index": {key: ready[key] for key in ("index_id", "model_id", "articles", "chunks")},
         "machine": {
             "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),

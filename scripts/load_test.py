@@ -22,18 +22,16 @@ import itertools
 import json
 import os
 import platform
-import signal
-import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from http_latency import LOOPBACK, REPO, free_port, load_queries, percentile, wait_ready  # noqa: E402
+from http_latency import load_queries, served, summary  # noqa: E402
 
 MAX_DURATION = 600.0
 MAX_REQUESTS = 200_000
@@ -97,16 +95,6 @@ def _error_code(body: bytes) -> str:
         return str(json.loads(body)["error"]["code"])
     except (ValueError, KeyError, TypeError):
         return "?"
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    if len(values) < 2:
-        return {}
-    return {
-        "p50": round(percentile(values, 50), 1), "p95": round(percentile(values, 95), 1),
-        "p99": round(percentile(values, 99), 1), "max": round(max(values), 1),
-        "mean": round(sum(values) / len(values), 1),
-    }
 
 
 def run(args: argparse.Namespace, host: str, port: int, queries: list[str]) -> dict:
@@ -180,30 +168,11 @@ def main() -> int:
         parser.error(f"--max-requests must be 1-{MAX_REQUESTS}")
     queries = load_queries(args.queries, 4000 if args.queries else 500)
 
-    process = None
-    env = {**os.environ}
-    if args.server_limit:
-        env["NEWSDESK_MAX_CONCURRENT_SEARCHES"] = str(args.server_limit)
-    if args.url:
-        parts = urlsplit(args.url)
-        if parts.hostname not in LOOPBACK or parts.port is None:
-            parser.error("--url must be a loopback address with a port, e.g. http://127.0.0.1:8000")
-        host, port = parts.hostname, parts.port
-    else:
-        host, port = "127.0.0.1", free_port()
-        command = [sys.executable, "-m", "indexer.cli", "serve", "--index-dir", str(args.index_dir),
-                   "--host", host, "--port", str(port), "--log-level", "warning"]
-        process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, env=env)
-    try:
-        ready = wait_ready(host, port, process, timeout=600)
-        results = run(args, host, port, queries)
-    finally:
-        if process is not None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    env = {"NEWSDESK_MAX_CONCURRENT_SEARCHES": str(args.server_limit)} if args.server_limit else {}
+    with served(args.index_dir, args.url, env) as server:
+        results = run(args, server.host, server.port, queries)
+        ready, process = server.ready, server.process
+        env = {**os.environ, **env}
     report = {
         "label": args.label,
         "concurrency": args.concurrency, "duration_s": args.duration, "k": args.k, "mode": args.mode,

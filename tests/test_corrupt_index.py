@@ -57,7 +57,7 @@ def test_load_refuses_damage_naming_the_file_and_the_fix(tmp_path: Path, name: s
 @pytest.mark.parametrize("name", sorted(DAMAGE))
 def test_serve_refuses_to_start_on_a_damaged_index(tmp_path: Path, name: str, monkeypatch, capsys):
     build = _damaged(tmp_path / "index", name, FakeEmbedder())
-    monkeypatch.setattr(api.cli, "_embedder", lambda threads: FakeEmbedder())
+    monkeypatch.setattr(api.cli, "_embedder", lambda threads, micro_batch: FakeEmbedder())
     import uvicorn
 
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("the server started on a damaged index"))
