@@ -40,36 +40,32 @@ def test_each_caller_gets_its_own_vector():
     assert batcher.queries == 40
 
 
-def test_queries_arriving_while_the_model_is_busy_share_one_batch():
-    inner = GatedEmbedder()
-    batcher = QueryBatcher(inner)
-    with ThreadPoolExecutor(6) as pool:
+def _queue_behind_a_busy_model(batcher: QueryBatcher, inner: GatedEmbedder, waiting: int) -> None:
+    """One query enters the model and blocks there; `waiting` more queue up; then all are answered."""
+    with ThreadPoolExecutor(waiting + 1) as pool:
         first = pool.submit(batcher.embed, ["the first query"])
         while not inner.sizes:  # the worker is inside the first model call
             threading.Event().wait(0.001)
-        waiting = [pool.submit(batcher.embed, [f"query {i}"]) for i in range(5)]
-        while batcher._queue.qsize() < 5:
+        queued = [pool.submit(batcher.embed, [f"query {i}"]) for i in range(waiting)]
+        while batcher._queue.qsize() < waiting:
             threading.Event().wait(0.001)
         inner.release.set()
-        for future in [first, *waiting]:
+        for future in [first, *queued]:
             future.result(timeout=10)
+
+
+def test_queries_arriving_while_the_model_is_busy_share_one_batch():
+    inner = GatedEmbedder()
+    batcher = QueryBatcher(inner, workers=1)
+    _queue_behind_a_busy_model(batcher, inner, 5)
     assert inner.sizes == [1, 5]
     assert batcher.batches == 2
 
 
 def test_batches_are_capped():
     inner = GatedEmbedder()
-    batcher = QueryBatcher(inner, max_batch=3)
-    with ThreadPoolExecutor(8) as pool:
-        first = pool.submit(batcher.embed, ["first"])
-        while not inner.sizes:
-            threading.Event().wait(0.001)
-        waiting = [pool.submit(batcher.embed, [f"query {i}"]) for i in range(7)]
-        while batcher._queue.qsize() < 7:
-            threading.Event().wait(0.001)
-        inner.release.set()
-        for future in [first, *waiting]:
-            future.result(timeout=10)
+    batcher = QueryBatcher(inner, max_batch=3, workers=1)
+    _queue_behind_a_busy_model(batcher, inner, 7)
     assert inner.sizes == [1, 3, 3, 1]
 
 
