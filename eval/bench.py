@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import faiss
 import numpy as np
 from tqdm import tqdm
 
@@ -240,6 +241,8 @@ def query_latencies(
     root: Path, embedder: Embedder, run: ModeRun, queries: Sequence[str], progress: bool = True
 ) -> list[float]:
     """Milliseconds per `search(query, k=10)`, what the API serves: query embedding included, nothing cached."""
+    # One FAISS thread per search, as the service runs them (api.reload.service_embedder).
+    faiss.omp_set_num_threads(1)
     # A fresh load: the index's own query-vector cache must not carry over from another pass.
     index = SearchIndex.load(root, embedder, run.config)
     index.search(WARM_UP_QUERY, k=10, mode=run.mode)  # loads the model and pages in the index

@@ -95,10 +95,10 @@ def bench_markdown(report: dict) -> str:
     lines += [
         "",
         f"Quality: all {report['queries']} queries, `search_articles(k={settings['depth']})`, a document scored by "
-        f"its best chunk. Latency: `search(k=10)` as the API serves it, one query at a time in-process, query "
-        f"embedding included and nothing cached, over the first {_first(report['results'], 'latency_queries')} "
-        "queries. Ranking: the quality pass's time per query with the query vector already computed (BM25, "
-        "FAISS, fusion and best-chunk grouping only).",
+        f"its best chunk. Latency: `search(k=10)` as the API serves it (one FAISS thread), one query at a time "
+        f"in-process, query embedding included and nothing cached, over the first "
+        f"{_first(report['results'], 'latency_queries')} queries. Ranking: the quality pass's time per query with "
+        "the query vector already computed (BM25, FAISS, fusion and best-chunk grouping only).",
         "",
         "## Index",
         "",
