@@ -216,6 +216,9 @@ def evaluate_run(
         r10.append(recall_at_k(ranked, labels, 10))
         r100.append(recall_at_k(ranked, labels, 100))
         mrr.append(mrr_at_k(ranked, labels, 10))
+    if dataset.answers:
+        bar.close()
+        hits = [answer_hit(index, dataset.queries[q], answers, run.mode) for q, answers in dataset.answers.items()]
     timed = list(dataset.queries.values())
     latencies = query_latencies(root, embedder, run, timed[:latency_queries] if latency_queries else timed, progress)
     metrics: dict[str, object] = {
@@ -229,12 +232,21 @@ def evaluate_run(
         "rank_ms_p50": percentile(rank_ms, 50),
         "rank_ms_p95": percentile(rank_ms, 95),
     }
+    if dataset.answers:
+        metrics["answer_hit@5"] = mean(hits)
+        metrics["answer_queries"] = len(hits)
     if per_query:
         metrics["per_query_ndcg@10"] = dict(zip(dataset.queries, ndcg, strict=True))  # for paired comparisons
     settings: dict[str, object] = {"mode": run.mode}
     if run.mode == "hybrid":
         settings["fusion"] = fusion_spec(run.config)
     return metrics, settings
+
+
+def answer_hit(index: SearchIndex, question: str, answers: Sequence[str], mode: str, k: int = 5) -> float:
+    """1.0 if one of the top `k` passages contains a gold answer text (case-folded), else 0.0."""
+    passages = [hit.text.casefold() for hit in index.search(question, k=k, mode=mode)]
+    return float(any(answer.casefold() in passage for answer in answers for passage in passages))
 
 
 def query_latencies(

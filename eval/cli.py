@@ -88,9 +88,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         print(f"{'mode':<22} {'nDCG@10':>8} {'R@10':>7} {'R@100':>7} {'MRR@10':>7} {'p50 ms':>7} {'p95 ms':>7}")
         for label, r in report["results"].items():
+            hit = f"  answer-hit@5 {r['answer_hit@5']:.4f}" if "answer_hit@5" in r else ""
             print(
                 f"{label:<22} {r['ndcg@10']:8.4f} {r['recall@10']:7.4f} {r['recall@100']:7.4f} {r['mrr@10']:7.4f} "
-                f"{r['latency_ms_p50']:7.1f} {r['latency_ms_p95']:7.1f}"
+                f"{r['latency_ms_p50']:7.1f} {r['latency_ms_p95']:7.1f}{hit}"
             )
     return 0
 

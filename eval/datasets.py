@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import IO
@@ -34,6 +34,8 @@ class BeirDataset:
     documents: list[Article]
     queries: dict[str, str]  # only the queries that have judgements in this split, in qrels order
     qrels: Qrels
+    # Gold answer texts per query, when the set ships an answers.jsonl (RealTimeQA): for answer-hit@5.
+    answers: dict[str, list[str]] = field(default_factory=dict)
 
 
 def load_beir(path: Path | str, split: str = "test") -> BeirDataset:
@@ -46,7 +48,21 @@ def load_beir(path: Path | str, split: str = "test") -> BeirDataset:
     qrels = load_qrels(_qrels_file(root, split))
     _check_ids(qrels, all_queries, {d.article_id for d in documents}, root, split)
     queries = {qid: all_queries[qid] for qid in qrels}
-    return BeirDataset(root.name, split, documents, queries, qrels)
+    answers = load_answers(root / "answers.jsonl", queries) if (root / "answers.jsonl").exists() else {}
+    return BeirDataset(root.name, split, documents, queries, qrels, answers)
+
+
+def load_answers(path: Path, queries: dict[str, str]) -> dict[str, list[str]]:
+    """The non-empty `answer_text` strings of each of `queries` (a query with none is left out)."""
+    answers: dict[str, list[str]] = {}
+    for where, record in _json_lines(path):
+        query_id = _id_of(record, where)
+        texts = record.get("answer_text")
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise DatasetError(f"{where}: 'answer_text' must be a list of strings.")
+        if query_id in queries and any(t.strip() for t in texts):
+            answers[query_id] = [t for t in texts if t.strip()]
+    return answers
 
 
 def load_documents(path: Path) -> list[Article]:

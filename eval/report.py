@@ -92,6 +92,11 @@ def bench_markdown(report: dict) -> str:
             f"| {label} | {r['ndcg@10']:.4f} | {r['recall@10']:.4f} | {r['recall@100']:.4f} | {r['mrr@10']:.4f} "
             f"| {r['latency_ms_p50']:.1f} | {r['latency_ms_p95']:.1f} | {r['rank_ms_p50']:.2f} |"
         )
+    hits = {label: r for label, r in report["results"].items() if "answer_hit@5" in r}
+    if hits:
+        lines += ["", "Answer-hit@5 (a top-5 passage of `search(k=5)` contains a gold answer text, case-folded; "
+                  f"{_first(hits, 'answer_queries')} questions with answers): "
+                  + ", ".join(f"{label} {r['answer_hit@5']:.4f}" for label, r in hits.items()) + "."]
     lines += [
         "",
         f"Quality: all {report['queries']} queries, `search_articles(k={settings['depth']})`, a document scored by "

@@ -76,6 +76,20 @@ def test_bench_end_to_end(dataset: Path, tmp_path: Path, fake_model, capsys):
     assert "| lexical | 1.0000 |" in markdown and "-core CPU" in markdown
 
 
+def test_bench_reports_answer_hit_when_the_set_has_answers(dataset: Path, tmp_path: Path, fake_model, capsys):
+    answers = [{"_id": "q-chess", "answer_text": ["BLUNDER"]},  # in its passage: case-folded hit
+               {"_id": "q-volcano", "answer_text": ["a tsunami", " "]},  # in no passage: a miss
+               {"_id": "q-unjudged", "answer_text": ["anything"]}]  # not in the split: ignored
+    (dataset / "answers.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers))
+    report, _ = bench(["--dataset", str(dataset), "--modes", "lexical", "--out", str(tmp_path / "r")], capsys)
+    assert report["results"]["lexical"]["answer_hit@5"] == pytest.approx(0.5)
+    assert report["results"]["lexical"]["answer_queries"] == 2
+    assert "Answer-hit@5" in (tmp_path / "r" / "report.md").read_text()
+    (dataset / "answers.jsonl").write_text('{"_id": "q-chess", "answer_text": "not a list"}\n')
+    assert main(["bench", "--dataset", str(dataset), "--modes", "lexical"]) == 2
+    assert "answer_text" in capsys.readouterr().err
+
+
 def test_bench_reuses_a_matching_index(dataset: Path, tmp_path: Path, fake_model, capsys):
     common = ["--dataset", str(dataset), "--modes", "lexical", "--index-dir", str(tmp_path / "idx"),
               "--out", str(tmp_path / "r"), "--no-progress"]

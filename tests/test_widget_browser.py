@@ -36,7 +36,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("widget") / "index"
-    articles = load_corpus(SEED_CORPUS)[0] + [Article("hostile", "<b>Hostile</b> title", XSS_TEXT, "Test", "2024-01-01")]
+    hostile = Article("hostile", "<b>Hostile</b> title", XSS_TEXT, "Test", "2024-01-01")
+    articles = load_corpus(SEED_CORPUS)[0] + [hostile]
     embedder = FakeEmbedder()
     build_index(articles, root, embedder, progress=False)
     port = _free_port()
@@ -103,7 +104,9 @@ def test_search_shows_ranked_results_and_opens_the_cited_span(server: str, page)
     article = load_corpus(SEED_CORPUS)[0][0]
     assert cited.inner_text().split() == article.text[start:end].split()
     assert cited.is_visible() and page.locator("newsdesk-search [role=dialog]").is_visible()
-    assert cited.evaluate("m => { const r = m.getBoundingClientRect(); return r.top < window.innerHeight && r.bottom > 0; }")
+    assert cited.evaluate(
+        "m => { const r = m.getBoundingClientRect(); return r.top < window.innerHeight && r.bottom > 0; }"
+    )
     page.screenshot(path=str(Path(__file__).resolve().parent.parent / "docs" / "widget-article.png"))
     page.keyboard.press("Escape")
     assert page.locator("newsdesk-search .panel").is_hidden()
@@ -122,7 +125,9 @@ def test_keyboard_reaches_citations(server: str, page):
     focused = ""
     for _ in range(8):
         page.keyboard.press("Tab")
-        focused = page.evaluate("document.querySelector('newsdesk-search').shadowRoot.activeElement?.dataset?.citation || ''")
+        focused = page.evaluate(
+            "document.querySelector('newsdesk-search').shadowRoot.activeElement?.dataset?.citation || ''"
+        )
         if focused:
             break
     assert focused
