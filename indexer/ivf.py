@@ -28,13 +28,14 @@ from indexer.manifest import IVF_DATA_NAME, VECTORS_NAME
 
 # PQ: "np" skips polysemous training, which costs most of PQ's training time and serves nothing here.
 IVF_PATTERN = re.compile(r"IVF(\d+),(Flat|SQ8|PQ\d+(x\d+)?(np)?)")
-# Training vectors per list. FAISS warns below 39 and samples down to 256; on the news
-# vectors 64 per list recalled as well as 256 (docs/scaling.md), at a quarter of the memory.
+# Training vectors per list. FAISS warns below 39 and samples down to 256. On the news vectors
+# 64 per list recalled 0.004 less of the top 10 than 94 (all of them; docs/scaling.md), and keeps
+# the sample at 6.4 GB for 65,536 lists.
 TRAIN_PER_LIST = 64
 MIN_TRAIN = 39 * 256  # and no fewer in all: a PQ codebook's 256 centroids need 39 each before FAISS warns
 # Rows added per shard: the writer holds one shard of float32 vectors (154 MB at 384-d).
 SHARD_CHUNKS = 100_000
-# Lists scanned per query: recall@10 0.98-0.99 on the news vectors with 64 to 1,024 lists.
+# Lists scanned per query: recall@10 0.98-0.99 on the news vectors with 128 to 1,024 lists.
 IVF_NPROBE = 64
 SHARDS_DIR = "ivf-shards"  # inside the build directory while it is written
 
@@ -126,3 +127,6 @@ def map_lists(index: faiss.Index, path: Path) -> None:
         raise CorruptIndex(f"{data} is missing or truncated; rebuild the index with `newsdesk index`.")
     lists.filename = str(data)
     lists.do_mmap()
+    # Served from the page cache: FAISS's default of 32 threads started per search to prefetch
+    # the probed lists cost 0.7 ms of CPU per query, twice the scan itself (docs/scaling.md).
+    lists.prefetch_nthread = 0

@@ -30,10 +30,10 @@ HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
 # From this many chunks the build is IVF-SQ8 written shard by shard (indexer/ivf.py): HNSW
 # is built in one process holding every vector and the graph (3.3 KB per chunk, 6.7 GB at
-# 2M) and serves 1,808 B per chunk; IVF-SQ8 serves ~400 and recalls 0.98 of the exact
+# 2M) and serves 1,808 B per chunk; IVF-SQ8 serves ~400 and recalls 0.986 of the exact
 # top 10 on the news vectors (docs/scaling.md, "Large builds").
 IVF_MIN_CHUNKS = 2_000_000
-IVF_CODE = "SQ8"  # PQ48 is 7x smaller but recalls only 0.74 of the top 10 (docs/scaling.md)
+IVF_CODE = "SQ8"  # PQ48 is 4.7x smaller but recalls only 0.75 of the top 10 (docs/scaling.md)
 
 
 def choose_factory(count: int) -> str:
