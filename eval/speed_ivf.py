@@ -76,9 +76,11 @@ def measure(data: np.ndarray, queries: np.ndarray, exact: np.ndarray, factory: s
 
 
 def _build_child(path: str, factory: str, work: str) -> None:
+    """Index the .npy file at `path` into `work` as a build does; the manifest's figures go to figures.json."""
     ivf.SHARD_CHUNKS = BUILD_SHARD_CHUNKS
     faiss.omp_set_num_threads(1)
-    write_vector_index(np.load(path, mmap_mode="r"), factory, Path(work))
+    figures = write_vector_index(np.load(path, mmap_mode="r"), factory, Path(work))
+    (Path(work) / "figures.json").write_text(json.dumps(figures))
 
 
 def _serve_child(work: str, dimension: int) -> None:
@@ -125,6 +127,7 @@ def synthetic_memory(count: int, dimension: int, factory: str, work: Path) -> di
         directory = work / name.replace(",", "-")
         directory.mkdir()
         result[f"build {name}"] = peak_memory(_build_child, str(path), name, str(directory))
+        result[f"build {name}"]["vector_index"] = json.loads((directory / "figures.json").read_text())  # type: ignore[index]
         result[f"serve {name}"] = peak_memory(_serve_child, str(directory), dimension)
     path.unlink()
     return result
