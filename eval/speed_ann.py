@@ -27,7 +27,7 @@ from indexer.embedding import default_embedder
 from indexer.vector_index import FLAT, HNSW, build_vector_index, search_vectors
 
 
-def _recall(exact_scores: np.ndarray, found_scores: np.ndarray, k: int) -> float:
+def tie_aware_recall(exact_scores: np.ndarray, found_scores: np.ndarray, k: int) -> float:
     """Share of the exact top-k found, counting a result that ties the k-th exact score as a hit."""
     threshold = exact_scores[k - 1] - 1e-6
     return min(k, int((found_scores[:k] >= threshold).sum())) / k
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             hnsw.hnsw.efSearch = ef
             for k in (10, 100):
                 ms, _, scores = _timed(hnsw, queries, k)
-                recall = float(np.mean([_recall(exact_scores[i], scores[i], k) for i in range(len(queries))]))
+                recall = float(np.mean([tie_aware_recall(exact_scores[i], scores[i], k) for i in range(len(queries))]))
                 row["hnsw"].append({  # type: ignore[union-attr]
                     "efSearch": ef, "k": k, f"recall@{k}": round(recall, 4),
                     "p50_ms": round(float(np.percentile(ms, 50)), 3), "p95_ms": round(float(np.percentile(ms, 95)), 3),

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import faiss
 import numpy as np
 from tqdm import tqdm
 
@@ -20,16 +19,20 @@ from indexer.embedding import Embedder, backend_of
 from indexer.embedding_cache import EmbeddingCache, text_key
 from indexer.errors import CorpusError
 from indexer.incremental import Spans, article_key, published_spans
+from indexer.ivf import is_ivf
 from indexer.lexical import LexicalIndex
-from indexer.manifest import LEXICAL_DIR, STORE_NAME, VECTORS_NAME, Manifest
+from indexer.manifest import LEXICAL_DIR, STORE_NAME, Manifest
 from indexer.publish import build_lock, clean_stale_builds, new_build_dir, publish
 from indexer.store import write_store
 from indexer.tokens import wordpiece_counter
-from indexer.vector_index import build_vector_index, choose_factory
+from indexer.vector_index import choose_factory, write_vector_index
 
 log = logging.getLogger(__name__)
 
 EMBED_BATCH = 256
+CACHE_BLOCK = 10_000  # cached vectors read at a time, so a rebuild never loads the whole cache
+# An IVF build's embedded vectors, in chunk order, until they are indexed (then removed).
+VECTOR_BUFFER_NAME = "embedded-vectors.npy"
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ def build_index(
     """Chunk, embed and index `articles` in a new build directory, then publish it atomically.
 
     With `cache`, vectors are reused from <root>/cache/embeddings.sqlite and new ones stored
-    there; `faiss_factory` None picks exact or HNSW by the number of chunks.
+    there; `faiss_factory` None picks exact, HNSW or sharded IVF by the number of chunks.
     """
     if not articles:
         raise CorpusError("No articles to index: the corpus is empty or every file was skipped.")
@@ -102,11 +105,13 @@ def build_index(
         say(f"Chunked {len(articles)} articles into {len(chunks)} chunks")
         titles = {a.article_id: a.title for a in articles}
         texts = [embedding_text(titles[c.article_id], c.text, chunker) for c in chunks]
+        factory = faiss_factory or choose_factory(len(chunks))
+        vectors = vector_buffer(build, len(chunks), embedder.dimension, factory)
         with EmbeddingCache.for_index(root, embedder) if cache else contextlib.nullcontext() as vector_cache:
-            vectors, embedded = embed_texts(embedder, texts, progress, vector_cache)
+            embedded = embed_texts(embedder, texts, progress, vector_cache, out=vectors)[1]
         if cache:
             say(f"Embedded {embedded} chunks, reused {len(chunks) - embedded} from the embedding cache")
-        write_build(build, articles, chunks, vectors, embedder, chunker, lexical, report, faiss_factory)
+        write_build(build, articles, chunks, vectors, embedder, chunker, lexical, report, factory)
         publish(root, build)
         if cache:
             # Only once published: vectors of deleted or edited chunks leave the cache.
@@ -125,6 +130,15 @@ def start_build(root: Path, say: Callable[[str], None] = log.info) -> Path:
     return new_build_dir(root)
 
 
+def vector_buffer(build: Path, count: int, dimension: int, factory: str) -> np.ndarray:
+    """Where the embedded vectors wait for indexing: memory for Flat and HNSW, which are built in
+    memory anyway; for IVF a file in the build directory that the writer reads shard by shard."""
+    if not is_ivf(factory):
+        return np.zeros((count, dimension), dtype=np.float32)
+    path = build / VECTOR_BUFFER_NAME
+    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(count, dimension))
+
+
 def write_build(
     build: Path,
     articles: Sequence[Article],
@@ -140,13 +154,14 @@ def write_build(
     """Write chunked, embedded articles into the build directory `build`, manifest last; publish is next.
 
     Every engine (local, Ray) ends here, so they all write the same directory format.
-    Row i of `vectors` is `chunks[i]`, in article order.
+    Row i of `vectors` (an array, or `vector_buffer`'s memmap) is `chunks[i]`, in article order.
     """
     if vectors.shape != (len(chunks), embedder.dimension):
         raise ValueError(f"{vectors.shape} vectors for {len(chunks)} chunks of dimension {embedder.dimension}")
     titles = {a.article_id: a.title for a in articles}
     factory = faiss_factory or choose_factory(len(chunks))
-    faiss.write_index(build_vector_index(vectors, factory), str(build / VECTORS_NAME))
+    figures = write_vector_index(vectors, factory, build)
+    (build / VECTOR_BUFFER_NAME).unlink(missing_ok=True)
     lexical_texts = [f"{titles[c.article_id]}\n{c.text}" if lexical.title_in_chunks else c.text for c in chunks]
     LexicalIndex.build(lexical_texts, lexical.k1, lexical.b).save(build / LEXICAL_DIR)
     write_store(build / STORE_NAME, articles, chunks)
@@ -166,6 +181,7 @@ def write_build(
         corpus_fingerprint=corpus_fingerprint(list(articles)),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         embedder_backend=backend_of(embedder),
+        vector_index=figures,
         extra=dict(extra or {}),
     ).write(build)  # written last: a build without a manifest is incomplete
 
@@ -190,23 +206,32 @@ def chunk_articles(
 
 
 def embed_texts(
-    embedder: Embedder, texts: Sequence[str], progress: bool | None = None, cache: EmbeddingCache | None = None
+    embedder: Embedder,
+    texts: Sequence[str],
+    progress: bool | None = None,
+    cache: EmbeddingCache | None = None,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Vectors for `texts` and how many were computed: cached ones are reused, each text is embedded once.
+    """Vectors for `texts` (written into `out` when given) and how many were computed.
 
-    Each batch is committed to the cache as soon as it is embedded, so an interrupted
-    build keeps the work done so far.
+    Cached vectors are reused and each text is embedded once. Each batch is committed to
+    the cache as soon as it is embedded, so an interrupted build keeps the work done so far.
     """
-    out = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
-    keys = [text_key(t) for t in texts]
-    known = cache.get_many(keys) if cache is not None else {}
+    if out is None:
+        out = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
     rows_of: dict[bytes, list[int]] = {}
-    for row, key in enumerate(keys):
-        if key in known:
-            out[row] = known[key]
-        else:
-            rows_of.setdefault(key, []).append(row)
-    todo = list(rows_of)
+    for row, text in enumerate(texts):
+        rows_of.setdefault(text_key(text), []).append(row)
+    todo: list[bytes] = []
+    unique = list(rows_of)
+    for start in range(0, len(unique), CACHE_BLOCK):
+        block = unique[start : start + CACHE_BLOCK]
+        known = cache.get_many(block) if cache is not None else {}
+        for key in block:
+            if key in known:
+                out[rows_of[key]] = known[key]
+            else:
+                todo.append(key)
     with tqdm(total=len(todo), desc="Embedding", unit="chunk", disable=_disabled(progress, len(todo))) as bar:
         for start in range(0, len(todo), EMBED_BATCH):
             batch = todo[start : start + EMBED_BATCH]

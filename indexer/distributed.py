@@ -3,11 +3,13 @@
     articles -> from_items -> map_batches(chunk, tasks) -> map_batches(embed, actor pool) -> driver
 
 Each embedding actor loads the model once and embeds batches of `embed_batch_size`
-chunks. The driver collects (article position, ordinal, offsets, vector) rows,
-restores article order itself (Ray Data does not keep it by default, and relying on
-`preserve_order` would serialise the pipeline's output), and hands chunks and
-vectors to `indexer.build.write_build`, the same writer the local engine uses: the
-two engines produce the same index directory, chunk for chunk.
+chunks. The driver collects (article position, ordinal, offsets) rows, appends each block's
+vectors to a file in the build directory as it arrives, restores article order itself
+(Ray Data does not keep it by default, and relying on `preserve_order` would serialise
+the pipeline's output), and hands chunks and vectors to `indexer.build.write_build`,
+the same writer the local engine uses: the two engines produce the same index
+directory, chunk for chunk. For a large (IVF) build the ordered vectors stay in a file
+too, so the driver never holds them all.
 
 The corpus is loaded on the driver with `load_corpus`: duplicate detection needs
 every article, and the single-file store and BM25 index are written on the driver
@@ -33,15 +35,19 @@ from typing import Any
 
 import numpy as np
 
-from indexer.build import BuildResult, LexicalConfig, start_build, write_build
+from indexer.build import BuildResult, LexicalConfig, start_build, vector_buffer, write_build
 from indexer.chunking import Chunk, Chunker, ChunkerConfig, embedding_text
 from indexer.corpus import Article, LoadReport, load_corpus
 from indexer.embedding import Embedder
 from indexer.errors import CorpusError, NewsdeskError
 from indexer.publish import build_lock, publish
 from indexer.tokens import wordpiece_counter
+from indexer.vector_index import choose_factory
 
 log = logging.getLogger(__name__)
+
+ARRIVED_NAME = "arrived-vectors.f32"  # vectors in the order Ray returned them, until reordered
+REORDER_BLOCK = 100_000  # rows copied at a time into article order
 
 RAY_MISSING = (
     "The Ray engine needs Ray Data, which is not installed. Install it with: "
@@ -133,7 +139,7 @@ def ray_build_index(
     with build_lock(root):
         build = start_build(root, say)
         with ray_session(options):
-            chunks, vectors = chunk_and_embed(articles, embedder_factory, embedder.dimension, chunker, options)
+            chunks, vectors = chunk_and_embed(articles, embedder_factory, embedder.dimension, chunker, options, build)
         say(f"Chunked and embedded {len(articles)} articles into {len(chunks)} chunks on Ray")
         extra = {"engine": "ray", "ray": options.to_dict()}  # embed_actors None: sized to the cluster
         write_build(build, articles, chunks, vectors, embedder, chunker, lexical, report, extra=extra)
@@ -149,10 +155,12 @@ def chunk_and_embed(
     dimension: int,
     chunker: ChunkerConfig,
     options: RayOptions,
+    build: Path,
 ) -> tuple[list[Chunk], np.ndarray]:
     """All chunks of `articles` in article order and their vectors, computed by a Ray Data pipeline.
 
-    Needs a connected Ray (see `ray_session`).
+    Vectors pass through files in the directory `build` (see `vector_buffer`). Needs a
+    connected Ray (see `ray_session`).
     """
     import ray.data
 
@@ -177,16 +185,18 @@ def chunk_and_embed(
             num_cpus=options.cpus_per_actor,
         )
     )
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in ("pos", "ordinal", "start", "end", "vector")}
-    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-        for name, values in parts.items():
-            values.append(np.asarray(batch[name]))
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in ("pos", "ordinal", "start", "end")}
+    with open(build / ARRIVED_NAME, "wb") as arrived:
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            for name, values in parts.items():
+                values.append(np.asarray(batch[name]))
+            arrived.write(np.ascontiguousarray(batch["vector"], dtype=np.float32).tobytes())
     if not parts["pos"]:
+        (build / ARRIVED_NAME).unlink()
         return [], np.zeros((0, dimension), dtype=np.float32)
     pos, ordinal, start, end = (
         np.concatenate(parts[name]).astype(np.int64) for name in ("pos", "ordinal", "start", "end")
     )
-    vectors = np.concatenate(parts["vector"]).astype(np.float32, copy=False).reshape(len(pos), dimension)
     order = np.lexsort((ordinal, pos))  # article order, then reading order within an article
     pos, ordinal, start, end = pos[order], ordinal[order], start[order], end[order]
     _check_complete(pos, ordinal)
@@ -194,7 +204,19 @@ def chunk_and_embed(
         Chunk(articles[p].article_id, o, s, e, articles[p].text[s:e])
         for p, o, s, e in zip(pos.tolist(), ordinal.tolist(), start.tolist(), end.tolist(), strict=True)
     ]
-    return chunks, np.ascontiguousarray(vectors[order])
+    return chunks, _reorder(build, order, dimension)
+
+
+def _reorder(build: Path, order: np.ndarray, dimension: int) -> np.ndarray:
+    """Row i is row order[i] of the vectors as they arrived (then removed), copied block by block."""
+    path = build / ARRIVED_NAME
+    arrived = np.memmap(path, dtype=np.float32, mode="r", shape=(len(order), dimension))
+    vectors = vector_buffer(build, len(order), dimension, choose_factory(len(order)))
+    for start in range(0, len(order), REORDER_BLOCK):
+        vectors[start : start + REORDER_BLOCK] = arrived[order[start : start + REORDER_BLOCK]]
+    del arrived
+    path.unlink()
+    return vectors
 
 
 def embed_actor_count(options: RayOptions, cluster_cpus: float) -> int:

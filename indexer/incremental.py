@@ -34,7 +34,7 @@ def published_spans(root: Path, config: ChunkerConfig) -> dict[str, Spans]:
             return {}
     except NewsdeskError:
         return {}
-    spans: dict[str, Spans] = {}
+    by_article: dict[int, Spans] = {}
     try:
         db = sqlite3.connect(f"file:{build / STORE_NAME}?mode=ro", uri=True)
         try:
@@ -43,9 +43,11 @@ def published_spans(root: Path, config: ChunkerConfig) -> dict[str, Spans]:
                 for pos, title, text in db.execute("SELECT pos, title, text FROM articles")
             }
             for article_pos, start, end in db.execute("SELECT article_pos, start, end FROM chunks ORDER BY pos"):
-                spans.setdefault(keys[article_pos], []).append((start, end))
+                by_article.setdefault(article_pos, []).append((start, end))
+            # Articles with the same title and text (under other ids) share a key and have the
+            # same spans: take one article's, not all of theirs run together.
+            return {keys[pos]: spans for pos, spans in by_article.items()}
         finally:
             db.close()
     except (sqlite3.Error, KeyError):
         return {}
-    return spans

@@ -8,10 +8,14 @@ from pathlib import Path
 
 from indexer.errors import CorruptIndex, IncompatibleIndex
 
-FORMAT_VERSION = 1
+# 2: IVF indexes (their lists in IVF_DATA_NAME) and the `vector_index` figures. A version-1
+# index has neither and still loads.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
 STORE_NAME = "chunks.sqlite"
 VECTORS_NAME = "vectors.faiss"
+IVF_DATA_NAME = "vectors.ivfdata"  # an IVF index's inverted lists, mapped from beside VECTORS_NAME
 LEXICAL_DIR = "lexical"
 
 
@@ -33,6 +37,9 @@ class Manifest:
     # How the vectors were computed ("onnx-int8", "sentence-transformers-fp32"; "unknown" in older
     # indexes). Informational: any backend of the same model_id may query the index.
     embedder_backend: str = "unknown"
+    # The dense index's parameters and size: bytes per chunk on disk (mapped, not copied, when
+    # served) and the vectors the writer held at once; see indexer/vector_index.py. Empty in version 1.
+    vector_index: dict[str, object] = field(default_factory=dict)
 
     def write(self, directory: Path) -> None:
         path = directory / MANIFEST_NAME
@@ -50,9 +57,10 @@ class Manifest:
         if not isinstance(data, dict):
             raise CorruptIndex(f"{path} is not a JSON object; rebuild the index with `newsdesk index`.")
         version = data.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise IncompatibleIndex(
-                f"{path}: index format version {version}, this newsdesk reads version {FORMAT_VERSION}. "
+                f"{path}: index format version {version}, this newsdesk reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}. "
                 "Rebuild the index with `newsdesk index`."
             )
         try:

@@ -20,7 +20,7 @@ from indexer.lexical import LexicalIndex
 from indexer.manifest import LEXICAL_DIR, STORE_NAME, VECTORS_NAME, Manifest
 from indexer.publish import current_build
 from indexer.store import ChunkRow, ChunkStore
-from indexer.vector_index import search_vectors
+from indexer.vector_index import read_vector_index, search_vectors
 
 Mode = Literal["hybrid", "dense", "lexical"]
 Fusion = Literal["additive", "zscore", "convex", "rrf"]
@@ -368,24 +368,7 @@ def _load_vectors(path: Path) -> faiss.Index:
     if not path.is_file():
         raise CorruptIndex(f"{path} is missing; rebuild the index with `newsdesk index`.")
     try:
-        return _read_mapped(path)
+        return read_vector_index(path)
     except RuntimeError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
         raise CorruptIndex(f"{path} is truncated or damaged ({first_line}); rebuild the index.") from None
-
-
-def _read_mapped(path: Path) -> faiss.Index:
-    """Read the index with its codes memory-mapped, so replicas on one host share them in the page cache.
-
-    IO_FLAG_MMAP_IFC maps the flat codes of Flat, HNSW (storage and graph) and IVF
-    indexes (measured with faiss 1.15: a replica's private memory for a 300 MB flat
-    index drops from 295 MB to 2 MB; docs/scaling.md). IO_FLAG_MMAP maps only IVF
-    lists and fails combined with it. Index types that cannot be mapped are read.
-    """
-    flag = getattr(faiss, "IO_FLAG_MMAP_IFC", None)  # faiss >= 1.10
-    if flag is not None:
-        try:
-            return faiss.read_index(str(path), flag)
-        except RuntimeError:
-            pass  # not mappable: read it into memory (a damaged file fails again below, with its message)
-    return faiss.read_index(str(path))

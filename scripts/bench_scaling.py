@@ -84,7 +84,7 @@ def bench_build(args: argparse.Namespace) -> dict[str, object]:
         torch.set_num_threads(threads)
         sample = texts[: args.embed_sample] if threads == 1 else texts
         started, cpu = time.perf_counter(), time.process_time()
-        vectors = embed_texts(embedder, sample, progress=False)
+        vectors = embed_texts(embedder, sample, progress=False)[0]
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         out[f"local_embed_{threads}_threads"] = {"chunks": len(sample), "seconds": round(seconds, 2),
                                                  "cpu_seconds": round(cpu, 2),
@@ -106,10 +106,12 @@ def bench_build(args: argparse.Namespace) -> dict[str, object]:
         "ray_1_actor": RayOptions(num_cpus=2, embed_actors=1, cpus_per_actor=1, chunk_cpus=0.25),
     }.items():
         started = time.perf_counter()
+        spill = Path(args.work) / name
+        spill.mkdir(parents=True, exist_ok=True)
         with ray_session(options):
             ready, workers_cpu, driver_cpu = time.perf_counter(), ray_worker_cpu_seconds(), time.process_time()
             ray_chunks, ray_vectors = chunk_and_embed(articles, SentenceTransformerEmbedder, MINILM_DIMENSION,
-                                                      config, options)
+                                                      config, options, spill)
             done = time.perf_counter()
             cpu = ray_worker_cpu_seconds() - workers_cpu + time.process_time() - driver_cpu
         same = [(c.article_id, c.ordinal, c.start, c.end) for c in ray_chunks] == [

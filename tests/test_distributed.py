@@ -12,6 +12,7 @@ import faiss
 import numpy as np
 import pytest
 
+from indexer import distributed, ivf, vector_index
 from indexer.build import build_index
 from indexer.cli import main
 from indexer.corpus import Article, load_corpus
@@ -25,7 +26,7 @@ from indexer.distributed import (
 )
 from indexer.embedding import FakeEmbedder
 from indexer.errors import NewsdeskError
-from indexer.manifest import LEXICAL_DIR, STORE_NAME, VECTORS_NAME, Manifest
+from indexer.manifest import IVF_DATA_NAME, LEXICAL_DIR, STORE_NAME, VECTORS_NAME, Manifest
 from indexer.search import SearchIndex
 from tests.conftest import SEED_CORPUS
 
@@ -108,15 +109,14 @@ def test_ray_and_local_engines_build_the_same_index(tmp_path: Path, ray_cluster:
             assert [h.score for h in got] == pytest.approx([h.score for h in expected], abs=1e-5)
 
 
-def test_batches_returned_out_of_order_are_put_back_in_article_order(
-    tmp_path: Path, ray_cluster: None, monkeypatch
-):
+@pytest.fixture
+def shuffled_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     """On a cluster, rows arrive in completion order; simulate any order: all rows shuffled, in pieces."""
     import ray.data
 
     in_order = ray.data.Dataset.iter_batches
 
-    def shuffled_batches(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def shuffled(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         batches = list(in_order(self, *args, **kwargs))
         columns = {name: np.concatenate([b[name] for b in batches]) for name in batches[0]}
         order = np.random.default_rng(3).permutation(len(columns["pos"]))
@@ -124,7 +124,11 @@ def test_batches_returned_out_of_order_are_put_back_in_article_order(
         for piece in np.array_split(order, 5):
             yield {name: values[piece] for name, values in columns.items()}
 
-    monkeypatch.setattr(ray.data.Dataset, "iter_batches", shuffled_batches)
+    monkeypatch.setattr(ray.data.Dataset, "iter_batches", shuffled)
+
+
+@pytest.mark.usefixtures("ray_cluster", "shuffled_batches")
+def test_batches_returned_out_of_order_are_put_back_in_article_order(tmp_path: Path):
     articles = synthetic_articles(12)
     local = build_index(articles, tmp_path / "local", FakeEmbedder(), progress=False)
     ray = ray_build_index(articles, tmp_path / "ray", FakeEmbedder, OPTIONS)
@@ -134,6 +138,27 @@ def test_batches_returned_out_of_order_are_put_back_in_article_order(
     np.testing.assert_array_equal(
         ray_vectors.reconstruct_n(0, ray.chunks), local_vectors.reconstruct_n(0, local.chunks)
     )
+
+
+@pytest.mark.usefixtures("ray_cluster", "shuffled_batches")
+def test_a_large_ray_build_streams_its_vectors_into_sharded_ivf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Past IVF_MIN_CHUNKS the driver keeps vectors in files and the writer adds them shard by shard."""
+    monkeypatch.setattr(vector_index, "IVF_MIN_CHUNKS", 3)
+    monkeypatch.setattr(ivf, "SHARD_CHUNKS", 10)
+    monkeypatch.setattr(distributed, "REORDER_BLOCK", 7)
+    articles = synthetic_articles(12)
+    local = build_index(articles, tmp_path / "local", FakeEmbedder(), progress=False)
+    ray = ray_build_index(articles, tmp_path / "ray", FakeEmbedder, OPTIONS)
+    local_manifest, ray_manifest = Manifest.read(local.path), Manifest.read(ray.path)
+    assert ray_manifest.vector_index == local_manifest.vector_index
+    assert ray_manifest.faiss_factory.startswith("IVF") and ray_manifest.vector_index["shards"] > 1
+    assert sorted(p.name for p in ray.path.iterdir()) == sorted(p.name for p in local.path.iterdir())
+    assert (ray.path / IVF_DATA_NAME).read_bytes() == (local.path / IVF_DATA_NAME).read_bytes()
+    local_index, ray_index = SearchIndex.load(tmp_path / "local", FakeEmbedder()), SearchIndex.load(
+        tmp_path / "ray", FakeEmbedder())
+    for query in QUERIES:
+        assert [h.chunk_id for h in ray_index.search(query, k=10, mode="dense")] == [
+            h.chunk_id for h in local_index.search(query, k=10, mode="dense")], query
 
 
 @pytest.mark.integration

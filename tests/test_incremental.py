@@ -9,7 +9,7 @@ import pytest
 
 from indexer.build import build_index, chunk_articles
 from indexer.chunking import Chunker, ChunkerConfig
-from indexer.corpus import load_corpus
+from indexer.corpus import Article, load_corpus
 from indexer.embedding import FakeEmbedder
 from indexer.incremental import published_spans
 from indexer.manifest import STORE_NAME
@@ -65,3 +65,11 @@ def test_an_unreadable_published_store_means_chunking_afresh(tmp_path: Path):
     (current_build(tmp_path) / STORE_NAME).write_bytes(b"garbage" * 100)
     assert published_spans(tmp_path, ChunkerConfig()) == {}
     build_index(load_corpus(SEED_CORPUS)[0], tmp_path, FakeEmbedder(), progress=False)  # and the build still works
+
+
+def test_articles_with_the_same_text_keep_their_chunk_count(tmp_path: Path):
+    """Two ids, one title and text (the API accepts that): their spans must not pile up build after build."""
+    text = "The same report about electric cars. " * 60
+    articles = [Article("a", "Same title", text), Article("b", "Same title", text)]
+    counts = [build_index(articles, tmp_path, FakeEmbedder(), progress=False).chunks for _ in range(3)]
+    assert counts[0] > 2 and counts == [counts[0]] * 3

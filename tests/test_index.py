@@ -1,3 +1,4 @@
+import json
 from datetime import date
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from indexer.build import build_index
 from indexer.corpus import Article, load_corpus
 from indexer.embedding import FakeEmbedder
 from indexer.errors import CorruptIndex, IncompatibleIndex, IndexNotFound, InvalidQuery
-from indexer.manifest import STORE_NAME, VECTORS_NAME, Manifest
+from indexer.manifest import MANIFEST_NAME, STORE_NAME, VECTORS_NAME, Manifest
 from indexer.publish import BUILDS_DIR, current_build
 from indexer.search import Filters, SearchConfig, SearchIndex
 from tests.conftest import DAIMLER, SEED_CORPUS, XIAOMI_HT
@@ -108,6 +109,16 @@ def test_index_from_another_format_is_refused(tmp_path: Path, fake_embedder: Fak
     manifest.write(build)
     with pytest.raises(IncompatibleIndex, match="format version 999"):
         SearchIndex.load(tmp_path, fake_embedder)
+
+
+def test_an_index_of_format_version_1_still_loads(tmp_path: Path, fake_embedder: FakeEmbedder):
+    build_index([Article("a", "T", "text")], tmp_path, fake_embedder, progress=False)
+    path = current_build(tmp_path) / MANIFEST_NAME
+    data = json.loads(path.read_text())
+    del data["vector_index"]  # what version 1 wrote: no figures, and never an IVF index
+    path.write_text(json.dumps(data | {"format_version": 1}))
+    index = SearchIndex.load(tmp_path, fake_embedder)
+    assert index.manifest.vector_index == {} and index.search("text", mode="dense")
 
 
 @pytest.mark.parametrize("damage", ["truncate_vectors", "delete_store", "garble_store", "count_mismatch"])

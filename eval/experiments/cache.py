@@ -100,6 +100,7 @@ def _vectors_from_index(
 
     import faiss
 
+    from indexer.ivf import is_ivf
     from indexer.manifest import STORE_NAME, VECTORS_NAME, Manifest
     from indexer.publish import current_build
 
@@ -107,6 +108,8 @@ def _vectors_from_index(
     manifest = Manifest.read(build)
     if manifest.chunker != config.to_dict():
         raise SystemExit(f"{build} used another chunker; embed instead")
+    if is_ivf(manifest.faiss_factory):
+        raise SystemExit(f"{build} keeps quantised vectors ({manifest.faiss_factory}); embed instead")
     with sqlite3.connect(build / STORE_NAME) as db:
         stored = db.execute(
             "SELECT a.article_id, a.title, a.text, c.start, c.end FROM chunks c "
