@@ -55,6 +55,25 @@ def tables(folder: Path) -> str:
                 out.append(f"| {row['size']:,} | {row['flat_ms']['p50']} | {row['hnsw_build_s']} | {ef} | "
                            f"{r['recall@10_10']} | {r['p50_ms_10']} | {r['recall@100_100']} | {r['p50_ms_100']} |")
         out.append("")
+    if data := _load(folder, "speed-news.json"):
+        out += [f"realtimeqa_news: {data['articles']:,} articles, nDCG@10 over {data['queries']:,} test_silver "
+                "questions:", "",
+                "| step | index | chunks | embedded | build s | nDCG@10 dense | nDCG@10 hybrid |",
+                "|---|---|---|---|---|---|---|"]
+        for step in data["steps"]:
+            out.append(f"| {step['step']} | {step['faiss_factory']} | {step['chunks']:,} | {step['embedded']:,} | "
+                       f"{step['build_s']} | {step.get('ndcg@10 dense', '')} | {step.get('ndcg@10 hybrid', '')} |")
+        out.append("")
+    if data := _load(folder, "speed-serving.json"):
+        out += ["| server | cold start s | RSS ready MB | one client p50 / p95 / p99 ms | "
+                f"{data['settings']['concurrency']} clients, searches/s | p50 / p99 ms under load | errors | "
+                "RSS after load MB |", "|---|---|---|---|---|---|---|---|"]
+        for label, run in data["runs"].items():
+            one, load = run["one_client"]["client_ms"], run["concurrent"]
+            out.append(f"| {label} | {run['cold_start_s']} | {run['rss_ready_mb'].get('VmRSS')} | {one['p50']} / "
+                       f"{one['p95']} / {one['p99']} | {load['throughput_rps']} | {load['latency_ms']['p50']} / "
+                       f"{load['latency_ms']['p99']} | {load['errors']} | {run['rss_after_load_mb'].get('VmRSS')} |")
+        out.append("")
     return "\n".join(out)
 
 
@@ -65,7 +84,7 @@ def chart(folder: Path, target: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    fig, axes = plt.subplots(1, 4, figsize=(21, 4.8))
     if data := _load(folder, "speed-throughput.json"):
         names = list(data["chunks_per_s"])
         values = [data["chunks_per_s"][n]["median"] for n in names]
@@ -96,6 +115,17 @@ def chart(folder: Path, target: Path) -> None:
         axes[2].set_ylabel("p50 ms per query")
         axes[2].set_title("Dense search: exact vs HNSW")
         axes[2].legend(fontsize=8)
+    if data := _load(folder, "speed-serving.json"):
+        runs = data["runs"]
+        for offset, pct in enumerate(("p50", "p95", "p99")):
+            axes[3].bar([i + (offset - 1) * 0.25 for i in range(len(runs))],
+                        [run["one_client"]["client_ms"][pct] for run in runs.values()], width=0.25, label=pct)
+        axes[3].set_xticks(range(len(runs)), [
+            f"{label}\n{run['concurrent']['throughput_rps']} searches/s with {data['settings']['concurrency']} clients"
+            for label, run in runs.items()], fontsize=7)
+        axes[3].set_ylabel("ms per /search, one client")
+        axes[3].set_title(f"HTTP /search on {next(iter(runs.values()))['index']['chunks']:,} news chunks")
+        axes[3].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(target, dpi=110)
 
