@@ -25,10 +25,8 @@ from tqdm import tqdm
 from eval.datasets import BeirDataset
 from eval.metrics import mean, mrr_at_k, ndcg_at_k, percentile, recall_at_k
 from eval.report import machine_info
-from indexer.build import LexicalConfig, build_index
-from indexer.chunking import ChunkerConfig
-from indexer.corpus import corpus_fingerprint
-from indexer.embedding import Embedder, backend_of
+from indexer.build import build_index, published_match
+from indexer.embedding import Embedder
 from indexer.errors import NewsdeskError
 from indexer.manifest import Manifest
 from indexer.publish import current_build
@@ -168,19 +166,8 @@ def ensure_index(
 
 
 def _reusable(dataset: BeirDataset, root: Path, embedder: Embedder) -> IndexStats | None:
-    try:
-        manifest = Manifest.read(current_build(root))
-    except NewsdeskError:
-        return None
-    same = (
-        manifest.model_id == embedder.model_id
-        and manifest.dimension == embedder.dimension
-        and manifest.embedder_backend == backend_of(embedder)  # int8 and fp32 vectors differ slightly
-        and manifest.chunker == ChunkerConfig().to_dict()
-        and manifest.lexical == asdict(LexicalConfig())
-        and manifest.corpus_fingerprint == corpus_fingerprint(dataset.documents)
-    )
-    if not same:
+    manifest = published_match(root, dataset.documents, embedder)
+    if manifest is None:
         return None
     stats = IndexStats(manifest.index_id, manifest.counts["articles"], manifest.counts["chunks"], None, None, True)
     try:

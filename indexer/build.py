@@ -6,7 +6,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,12 +17,12 @@ from indexer.chunking import Chunk, Chunker, ChunkerConfig, embedding_text
 from indexer.corpus import Article, LoadReport, corpus_fingerprint, load_corpus
 from indexer.embedding import Embedder, backend_of
 from indexer.embedding_cache import EmbeddingCache, text_key
-from indexer.errors import CorpusError
+from indexer.errors import CorpusError, NewsdeskError
 from indexer.incremental import Spans, article_key, published_spans
 from indexer.ivf import is_ivf
 from indexer.lexical import LexicalIndex
 from indexer.manifest import LEXICAL_DIR, STORE_NAME, Manifest
-from indexer.publish import build_lock, clean_stale_builds, new_build_dir, publish
+from indexer.publish import build_lock, clean_stale_builds, current_build, new_build_dir, publish
 from indexer.store import write_store
 from indexer.tokens import wordpiece_counter
 from indexer.vector_index import choose_factory, write_vector_index
@@ -66,14 +66,51 @@ def index_corpus(
     say: Callable[[str], None] = log.info,
     faiss_factory: str | None = None,
     cache: bool = True,
+    rebuild: bool = False,
 ) -> BuildResult:
-    """Load the corpus at `corpus` and publish an index of it under `root`."""
+    """Load the corpus at `corpus` and publish an index of it under `root`.
+
+    When the published index was built from exactly these articles with the same settings,
+    nothing is built (unless `rebuild`): the result names the published index.
+    """
     started = time.perf_counter()
     articles, report = load_corpus(corpus)
     say(f"Loaded {corpus}: {report.summary()}")
+    current = None if rebuild else published_match(root, articles, embedder, chunker, lexical, faiss_factory)
+    if current is not None:
+        chunks = current.counts["chunks"]
+        say(f"Index {current.index_id} at {root} is up to date with {corpus}; nothing to build (--rebuild forces it)")
+        return BuildResult(current.index_id, current_build(root), len(articles), chunks,
+                           time.perf_counter() - started, report, embedded=0, reused=chunks)
     result = build_index(articles, root, embedder, chunker, lexical, progress, say, report, faiss_factory, cache)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def published_match(
+    root: Path,
+    articles: Sequence[Article],
+    embedder: Embedder,
+    chunker: ChunkerConfig | None = None,
+    lexical: LexicalConfig | None = None,
+    faiss_factory: str | None = None,
+) -> Manifest | None:
+    """The published index's manifest if building `articles` with these settings would give the same index."""
+    try:
+        manifest = Manifest.read(current_build(root))
+    except NewsdeskError:
+        return None
+    factory = faiss_factory or choose_factory(int(manifest.counts.get("chunks", 0)))
+    same = (
+        manifest.model_id == embedder.model_id
+        and manifest.dimension == embedder.dimension
+        and manifest.embedder_backend == backend_of(embedder)  # int8 and fp32 vectors differ slightly
+        and manifest.chunker == (chunker or ChunkerConfig()).to_dict()
+        and manifest.lexical == asdict(lexical or LexicalConfig())
+        and manifest.faiss_factory == factory
+        and manifest.corpus_fingerprint == corpus_fingerprint(list(articles))
+    )
+    return manifest if same else None
 
 
 def build_index(

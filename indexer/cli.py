@@ -47,7 +47,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         given = [flag for flag, dest in RAY_FLAGS.items() if getattr(args, dest) is not None]
         if given:
             raise NewsdeskError(f"{', '.join(given)} only apply to the Ray engine; add --engine ray.")
-        result = index_corpus(corpus, Path(args.index_dir), _embedder(args), say=_say)
+        result = index_corpus(corpus, Path(args.index_dir), _embedder(args), say=_say, rebuild=args.rebuild)
     report = result.report
     print(
         f"Indexed {result.articles} articles as {result.chunks} chunks in {result.seconds:.1f}s "
@@ -174,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("corpus", nargs="?", default=str(DEFAULT_CORPUS), help="corpus directory (default: corpus/)")
     p.add_argument("--index-dir", default=str(default_index_dir()), help=index_dir_help)
     p.add_argument("--embedder", choices=["auto", "onnx", "st"], help=embedder_help)
+    p.add_argument("--rebuild", action="store_true",
+                   help="build even when the published index is up to date with the corpus and settings")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: this process; ray: a Ray Data pipeline (needs pip install 'newsdesk[distributed]')")
     p.add_argument("--ray-address", help="Ray cluster, e.g. auto or ray://HOST:10001 (default: start a local one)")

@@ -213,3 +213,30 @@ def test_cached_vectors_round_trip_exactly(tmp_path: Path):
     np.testing.assert_array_equal(found[b"k1"], vectors[0])
     with EmbeddingCache(tmp_path / "c.sqlite", FakeEmbedder(dimension=32)) as other:
         assert other.get_many([b"k1"]) == {}  # another dimension is another embedder
+
+
+def test_an_up_to_date_index_is_not_rebuilt_by_the_cli(tmp_path: Path, monkeypatch, capsys):
+    import indexer.cli
+
+    embedder = CountingEmbedder()
+    monkeypatch.setattr(indexer.cli, "_embedder", lambda args=None: embedder)
+    corpus, root = tmp_path / "corpus", tmp_path / "index"
+    corpus.mkdir()
+    for path in SEED_CORPUS.iterdir():
+        (corpus / path.name).write_bytes(path.read_bytes())
+    assert indexer.cli.main(["index", str(corpus), "--index-dir", str(root)]) == 0
+    first = SearchIndex.load(root, embedder).index_id
+    capsys.readouterr()
+
+    assert indexer.cli.main(["index", str(corpus), "--index-dir", str(root)]) == 0
+    assert "is up to date" in capsys.readouterr().err
+    assert SearchIndex.load(root, embedder).index_id == first
+
+    assert indexer.cli.main(["index", str(corpus), "--index-dir", str(root), "--rebuild"]) == 0
+    rebuilt = SearchIndex.load(root, embedder).index_id
+    assert rebuilt != first
+
+    # Any change to the articles (here one more file) is a new build.
+    (corpus / "extra.txt").write_text(" date 2024-05-01 Test\nA new article about battery recycling plants.\n")
+    assert indexer.cli.main(["index", str(corpus), "--index-dir", str(root)]) == 0
+    assert SearchIndex.load(root, embedder).index_id not in (first, rebuilt)
