@@ -66,6 +66,13 @@ def machine_line(machine: dict[str, object], timed: bool = True) -> str:
     return line
 
 
+def write_results(path: Path, result: dict) -> None:
+    """A measuring script's results: JSON at `path` (folders made), and the same on stdout."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
 def write_bench_report(report: dict, out_dir: Path) -> list[Path]:
     """results.json, report.md and chart.png for one benchmark run."""
     out_dir.mkdir(parents=True, exist_ok=True)

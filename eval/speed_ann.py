@@ -22,6 +22,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from eval.report import write_results
 from eval.speed_vectors import load_vectors
 from indexer.embedding import default_embedder
 from indexer.vector_index import FLAT, HNSW, build_vector_index, search_vectors
@@ -96,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         result["sizes"].append(row)  # type: ignore[union-attr]
         print(json.dumps(row), file=sys.stderr, flush=True)
         del flat, hnsw
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_results(args.out, result)
     return 0
 
 

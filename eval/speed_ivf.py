@@ -29,6 +29,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from eval.report import write_results
 from eval.speed_ann import tie_aware_recall
 from eval.speed_vectors import load_vectors
 from indexer import ivf
@@ -180,9 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         result["memory"] = [synthetic_memory(n, data.shape[1], args.synthetic_factory, Path(tmp) / f"mem{n}")
                             for n in args.synthetic]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_results(args.out, result)
     return 0
 
 

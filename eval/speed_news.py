@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.report import write_results
 from eval.speed_embedding import ndcg_at_10
 from eval.speed_vectors import load_vectors
 from indexer.build import build_index
@@ -94,9 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     edited = [replace(a, text=a.text + "\n\nEditor's note: this article was updated.") if i == 0 else a
               for i, a in enumerate(articles)]
     step("re-index, one article edited", edited, HNSW, score=False)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_results(args.out, result)
     return 0
 
 

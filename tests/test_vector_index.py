@@ -105,12 +105,7 @@ def test_an_hnsw_index_searches_like_the_exact_one(tmp_path: Path, fake_embedder
     flat, hnsw = SearchIndex.load(tmp_path / "flat", fake_embedder), SearchIndex.load(tmp_path / "hnsw", fake_embedder)
     assert flat.manifest.faiss_factory == FLAT and hnsw.manifest.faiss_factory == HNSW
     assert isinstance(faiss.read_index(str(current_build(tmp_path / "hnsw") / VECTORS_NAME)), faiss.IndexHNSW)
-    filters = Filters(date_from=date(2019, 1, 1))
-    for mode in ("dense", "hybrid"):
-        for query, where in (("Xiaomi license", None), ("cars", filters)):
-            a = [(h.chunk_id, round(h.score, 5)) for h in flat.search(query, k=5, mode=mode, filters=where)]
-            b = [(h.chunk_id, round(h.score, 5)) for h in hnsw.search(query, k=5, mode=mode, filters=where)]
-            assert a == b and a, (mode, query)
+    _assert_same_results(flat, hnsw)
 
 
 def test_build_picks_hnsw_past_the_threshold(tmp_path: Path, fake_embedder: FakeEmbedder,
@@ -223,9 +218,14 @@ def test_a_large_build_is_sharded_ivf_end_to_end(tmp_path: Path, fake_embedder: 
     assert sorted(p.name for p in large.path.iterdir()) == sorted(p.name for p in flat.path.iterdir()) + [
         IVF_DATA_NAME]
     assert flat.manifest.vector_index["build_vector_bytes"] == flat.store.chunk_count * fake_embedder.dimension * 4
+    _assert_same_results(flat, large)
+
+
+def _assert_same_results(flat: SearchIndex, other: SearchIndex) -> None:
+    """Dense and hybrid top 5, with and without a filter, equal to the exact index's."""
     filters = Filters(date_from=date(2019, 1, 1))
     for mode in ("dense", "hybrid"):
         for query, where in (("Xiaomi license", None), ("cars", filters)):
             a = [(h.chunk_id, round(h.score, 5)) for h in flat.search(query, k=5, mode=mode, filters=where)]
-            b = [(h.chunk_id, round(h.score, 5)) for h in large.search(query, k=5, mode=mode, filters=where)]
+            b = [(h.chunk_id, round(h.score, 5)) for h in other.search(query, k=5, mode=mode, filters=where)]
             assert a == b and a, (mode, query)
