@@ -84,14 +84,15 @@ def post_json(connection: http.client.HTTPConnection, path: str, payload: dict) 
     return response.status, json.loads(response.read())
 
 
-def wait_ready(host: str, port: int, process: subprocess.Popen | None, timeout: float) -> dict:
+def wait_ready(host: str, port: int, process: subprocess.Popen | None, timeout: float, path: str = "/readyz") -> dict:
+    """The JSON of the first 200 from GET `path`; exits when the server dies or `timeout` passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise SystemExit(f"newsdesk serve exited with code {process.returncode}")
+            raise SystemExit(f"the server ({process.args[0]} ...) exited with code {process.returncode}")
         try:
             connection = http.client.HTTPConnection(host, port, timeout=5)
-            status, body = get_json(connection, "/readyz")
+            status, body = get_json(connection, path)
             connection.close()
             if status == 200:
                 return body
@@ -99,6 +100,15 @@ def wait_ready(host: str, port: int, process: subprocess.Popen | None, timeout: 
             pass
         time.sleep(0.2)
     raise SystemExit(f"service on {host}:{port} not ready after {timeout:.0f}s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Ctrl+C for a server started here, then kill if it has not exited in 30 s."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 def percentile(values: list[float], pct: int) -> float:
@@ -177,11 +187,7 @@ def main() -> int:
         results = measure(host, port, queries, args.k, args.mode, args.warmup, args.endpoint)
     finally:
         if process is not None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop(process)
     report = {
         "label": args.label,
         "embed_threads": os.environ.get("NEWSDESK_EMBED_THREADS", "default (1)") if process else "unknown",
