@@ -100,9 +100,9 @@ def markdown(reports: dict[str, dict]) -> str:
                 "its default fusion weight 0.5, dense = weight 1, lexical = weight 0; served by its own API "
                 f"(`CONFIG=config.yml uvicorn txtai.api:app`, one worker); {_pairs(v['txtai venv'])}.", ""]
         if ONE_THREAD in report["rss_mb"]:
-            out += ["- Last column: the same txtai index and API with `OMP_NUM_THREADS=1`, not its default: torch "
-                    "otherwise runs each query on every core, which on two cores shared with other work makes the "
-                    "threads wait for each other; newsdesk embeds each query on one thread by default.", ""]
+            out += ["- Last column: the same txtai index and API started with `OMP_NUM_THREADS=1`, not its default "
+                    "(torch's default is one thread per core for every query; newsdesk embeds each query on one "
+                    "thread by default). It shows how much of the HTTP gap that one setting explains.", ""]
     return "\n".join(out)
 
 
