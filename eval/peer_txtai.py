@@ -41,6 +41,8 @@ K = 10
 # nDCG modes: newsdesk mode -> txtai's dense weight in its convex fusion (0.5 is its default hybrid).
 MODES = {"hybrid": 0.5, "dense": 1.0, "lexical": 0.0}
 NEWSDESK_PACKAGES = ("onnxruntime", "faiss-cpu", "bm25s", "fastapi", "uvicorn")
+# txtai's default, and the optional extra run: torch otherwise takes one thread per core for every batch and query.
+TXTAI_ENV: dict[str, dict[str, str]] = {"txtai": {}, ONE_THREAD: {"OMP_NUM_THREADS": "1"}}
 TXTAI_PACKAGES = ("txtai", "torch", "transformers", "sentence-transformers", "faiss-cpu", "fastapi", "uvicorn")
 
 
@@ -67,10 +69,10 @@ def build_newsdesk(dataset: BeirDataset, root: Path) -> float:
     return time.perf_counter() - started
 
 
-def build_txtai(python: str, docs: Path, out: Path) -> dict:
+def build_txtai(python: str, docs: Path, out: Path, **env: str) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     done = subprocess.run([python, str(WORKER), "build", str(docs), str(out)], stdout=subprocess.PIPE,
-                          text=True, check=True, env=txtai_env())
+                          text=True, check=True, env=txtai_env(**env))
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -112,7 +114,7 @@ def ndcg(ranked: dict[str, list[str]], dataset: BeirDataset) -> float:
     return mean(ndcg_at_k(ranked[qid], dataset.qrels[qid], K) for qid in dataset.queries)
 
 
-def services(newsdesk_index: Path, txtai_dir: Path, txtai_python: str, txtai_one_thread: bool) -> dict[str, dict]:
+def services(newsdesk_index: Path, txtai_dirs: dict[str, Path], txtai_python: str) -> dict[str, dict]:
     """name -> how to start it on a port, where, with which environment, its ready check and its search path."""
     specs = {
         "newsdesk": {
@@ -121,15 +123,14 @@ def services(newsdesk_index: Path, txtai_dir: Path, txtai_python: str, txtai_one
             "cwd": REPO, "env": dict(os.environ), "ready": "/readyz",
             "path_of": lambda q: f"/search?k={K}&q={quote(q)}",
         },
-        "txtai": {
+    }
+    for name, folder in txtai_dirs.items():
+        specs[name] = {
             "command": lambda port: [txtai_python, "-m", "uvicorn", "txtai.api:app", "--host", HOST,
                                      "--port", str(port), "--log-level", "warning"],
-            "cwd": txtai_dir, "env": txtai_env(CONFIG=str(txtai_dir / "config.yml")), "ready": "/count",
+            "cwd": folder, "env": txtai_env(CONFIG=str(folder / "config.yml"), **TXTAI_ENV[name]), "ready": "/count",
             "path_of": lambda q: f"/search?limit={K}&query={quote(q)}",
-        },
-    }
-    if txtai_one_thread:  # not txtai's default: torch takes every core per query unless told otherwise
-        specs[ONE_THREAD] = {**specs["txtai"], "env": {**specs["txtai"]["env"], "OMP_NUM_THREADS": "1"}}
+        }
     return specs
 
 
@@ -248,16 +249,20 @@ def run(args: argparse.Namespace) -> dict:
         judged = write_jsonl(work / "queries.jsonl", ({"id": q, "text": t} for q, t in dataset.queries.items()))
         phase(f"build newsdesk: {len(dataset.documents)} documents")
         build = {"newsdesk": build_newsdesk(dataset, work / "newsdesk")}
-        phase("build txtai")
-        txtai_build = build_txtai(args.txtai_python, docs, work / "txtai")
-        build["txtai"] = txtai_build["build_s"]
+        txtai_dirs = {"txtai": work / "txtai"}
+        if args.txtai_one_thread:
+            txtai_dirs[ONE_THREAD] = work / "txtai-one-thread"
+        for name, folder in txtai_dirs.items():
+            phase(f"build {name}")
+            txtai_build = build_txtai(args.txtai_python, docs, folder, **TXTAI_ENV[name])
+            build[name] = txtai_build["build_s"]
         say(f"build seconds: {build}")
         phase(f"nDCG@10 over {len(dataset.queries)} queries")
         quality = {"newsdesk": ndcg_newsdesk(dataset, work / "newsdesk"),
                    "txtai": ndcg_txtai(args.txtai_python, dataset, work / "txtai", judged)}
         phase("HTTP: starting both servers")
         pool = http_queries(dataset, Path(args.dataset))
-        specs = services(work / "newsdesk", work / "txtai", args.txtai_python, args.txtai_one_thread)
+        specs = services(work / "newsdesk", txtai_dirs, args.txtai_python)
         with serving(specs) as running:
             phase(f"HTTP latency: {args.latency_requests} queries, one client")
             http_latency = latency(running, pool[: args.latency_requests])

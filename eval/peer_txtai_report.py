@@ -63,8 +63,8 @@ def table(report: dict) -> list[str]:
 def _cell(read: Callable[[dict, str], float], report: dict, name: str) -> str:
     try:
         return f"{read(report, name):g}"
-    except KeyError:  # built and ranked once, by txtai with its defaults
-        return "same index"
+    except KeyError:  # ranked once, by txtai with its defaults: the thread count does not change the results
+        return "as txtai"
 
 
 def markdown(reports: dict[str, dict]) -> str:
@@ -100,9 +100,10 @@ def markdown(reports: dict[str, dict]) -> str:
                 "its default fusion weight 0.5, dense = weight 1, lexical = weight 0; served by its own API "
                 f"(`CONFIG=config.yml uvicorn txtai.api:app`, one worker); {_pairs(v['txtai venv'])}.", ""]
         if ONE_THREAD in report["rss_mb"]:
-            out += ["- Last column: the same txtai index and API started with `OMP_NUM_THREADS=1`, not its default "
-                    "(torch's default is one thread per core for every query; newsdesk embeds each query on one "
-                    "thread by default). It shows how much of the HTTP gap that one setting explains.", ""]
+            out += ["- Last column: txtai built and served the same way but with `OMP_NUM_THREADS=1`, not its "
+                    "default (torch's default is one thread per core for every batch and query; newsdesk embeds "
+                    "each query on one thread by default). It shows how much of the gap that one setting explains "
+                    "on a two-core machine shared with other jobs.", ""]
     return "\n".join(out)
 
 

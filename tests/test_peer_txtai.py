@@ -42,4 +42,4 @@ def test_report_names_the_rows_txtai_wins() -> None:
     assert "txtai ahead on: nDCG@10, dense only: txtai (+0.010)." in page
     lines = table(report)
     assert lines[0].endswith(f"| {ONE_THREAD} (not its default) |")
-    assert "| index build, cold (s) | 10 | 20 | newsdesk (2.00x) | same index |" in lines
+    assert "| nDCG@10, hybrid (default) | 0.73 | 0.65 | newsdesk (+0.080) | as txtai |" in lines
