@@ -87,14 +87,15 @@ def post_json(connection: http.client.HTTPConnection, path: str, payload: dict) 
     return response.status, json.loads(response.read())
 
 
-def wait_ready(host: str, port: int, process: subprocess.Popen | None, timeout: float) -> dict:
+def wait_ready(host: str, port: int, process: subprocess.Popen | None, timeout: float, path: str = "/readyz") -> dict:
+    """The JSON of the first 200 from GET `path`; exits when the server dies or `timeout` passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise SystemExit(f"newsdesk serve exited with code {process.returncode}")
+            raise SystemExit(f"the server ({process.args[0]} ...) exited with code {process.returncode}")
         try:
             connection = http.client.HTTPConnection(host, port, timeout=5)
-            status, body = get_json(connection, "/readyz")
+            status, body = get_json(connection, path)
             connection.close()
             if status == 200:
                 return body
@@ -102,6 +103,15 @@ def wait_ready(host: str, port: int, process: subprocess.Popen | None, timeout: 
             pass
         time.sleep(0.2)
     raise SystemExit(f"service on {host}:{port} not ready after {timeout:.0f}s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Ctrl+C for a server started here, then kill if it has not exited in 30 s."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 def percentile(values: list[float], pct: int) -> float:
@@ -184,11 +194,7 @@ def served(index_dir: Path | None, url: str | None = None, env: dict[str, str] |
         ready = wait_ready(host, port, process, timeout=600)
         yield Server(host, port, process, ready, round(time.monotonic() - started, 2))
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 def main() -> int:

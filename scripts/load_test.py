@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -50,24 +51,26 @@ class Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def client(host: str, port: int, path_for: itertools.count, queries: list[str], k: int, mode: str,
+def client(host: str, port: int, next_query: itertools.count, queries: list[str], path_of: Callable[[str], str],
            start: float, stop_at: float, budget: threading.Semaphore, tally: Tally) -> None:
     connection = http.client.HTTPConnection(host, port, timeout=60)
     while time.monotonic() < stop_at and budget.acquire(blocking=False):
-        query = queries[next(path_for) % len(queries)]
+        query = queries[next(next_query) % len(queries)]
         sent = time.monotonic()
         retry_after = 0.0
         try:
-            connection.request("GET", f"/search?k={k}&mode={mode}&q={quote(query)}")
+            connection.request("GET", path_of(query))
             response = connection.getresponse()
             body = response.read()
             elapsed = (time.monotonic() - sent) * 1000
             if response.status == 200:
-                took = float(json.loads(body)["took_ms"])
+                answer = json.loads(body)
+                took = answer.get("took_ms") if isinstance(answer, dict) else None  # newsdesk's own timing
                 with tally.lock:
                     tally.outcomes["ok"] += 1
                     tally.latencies_ms.append(elapsed)
-                    tally.took_ms.append(took)
+                    if took is not None:
+                        tally.took_ms.append(float(took))
                     tally.finished_at.append(time.monotonic() - start)
                 continue
             code = _error_code(body)
@@ -98,27 +101,40 @@ def _error_code(body: bytes) -> str:
 
 
 def run(args: argparse.Namespace, host: str, port: int, queries: list[str]) -> dict:
+    def path_of(query: str) -> str:
+        return f"/search?k={args.k}&mode={args.mode}&q={quote(query)}"
+
+    return steady_load(host, port, queries, path_of, args.concurrency, args.duration, args.max_requests, args.warmup)
+
+
+def steady_load(host: str, port: int, queries: list[str], path_of: Callable[[str], str], concurrency: int,
+                duration: float, max_requests: int = MAX_REQUESTS, warmup: int = 10, first_query: int = 0) -> dict:
+    """`concurrency` clients sending GET path_of(query) back to back for `duration` s; the report.
+
+    Queries are taken in turn from `first_query` on, so a caller can continue where an earlier
+    run stopped (the report's `requests` says how many were taken).
+    """
     # Warm-up, unmeasured: the first searches pay for lazy loading and caches.
     warm = http.client.HTTPConnection(host, port, timeout=60)
-    for i in range(args.warmup):
-        warm.request("GET", f"/search?k={args.k}&mode={args.mode}&q=" + quote(f"warm-up request {i}"))
+    for i in range(warmup):
+        warm.request("GET", path_of(f"warm-up request {i}"))
         warm.getresponse().read()
     warm.close()
     tally = Tally()
-    budget = threading.Semaphore(args.max_requests)
-    counter = itertools.count()
+    budget = threading.Semaphore(max_requests)
+    counter = itertools.count(first_query)
     load_before = os.getloadavg()[0]
     start = time.monotonic()
-    stop_at = start + args.duration
+    stop_at = start + duration
     threads = [
-        threading.Thread(target=client, args=(host, port, counter, queries, args.k, args.mode, start, stop_at,
-                                              budget, tally), daemon=True)
-        for _ in range(args.concurrency)
+        threading.Thread(target=client, args=(host, port, counter, queries, path_of, start, stop_at, budget, tally),
+                         daemon=True)
+        for _ in range(concurrency)
     ]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=args.duration + 120)
+        thread.join(timeout=duration + 120)
     seconds = time.monotonic() - start
     sent = sum(tally.outcomes.values())
     errors = sum(n for name, n in tally.outcomes.items() if name.startswith("error"))
