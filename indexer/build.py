@@ -78,6 +78,10 @@ def index_corpus(
     say(f"Loaded {corpus}: {report.summary()}")
     current = None if rebuild else published_match(root, articles, embedder, chunker, lexical, faiss_factory)
     if current is not None:
+        with build_lock(root):
+            removed = clean_stale_builds(root)  # what a killed build left behind goes all the same
+        if removed:
+            say(f"Removed {len(removed)} stale build(s) left by an earlier run")
         chunks = current.counts["chunks"]
         say(f"Index {current.index_id} at {root} is up to date with {corpus}; nothing to build (--rebuild forces it)")
         return BuildResult(current.index_id, current_build(root), len(articles), chunks,
