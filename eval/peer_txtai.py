@@ -290,7 +290,7 @@ def run(args: argparse.Namespace) -> dict:
         "machine": machine_info(),
         "load_avg_start": load_start,
         "load_avg_phases": phases,
-        "command": "python -m eval.peer_txtai " + shlex.join(sys.argv[1:]),
+        "command": ".venv/bin/python -m eval.peer_txtai " + shlex.join(sys.argv[1:]),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

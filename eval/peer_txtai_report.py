@@ -1,9 +1,16 @@
-"""The side-by-side report of eval/peer_txtai.py: newsdesk against txtai, row by row, as Markdown."""
+"""The side-by-side report of eval/peer_txtai.py: newsdesk against txtai, row by row, as Markdown.
+
+Re-render peer-txtai.md from peer-txtai.json without measuring again:
+
+    python -m eval.peer_txtai_report eval/results
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 from eval.report import machine_line
@@ -78,12 +85,14 @@ def markdown(reports: dict[str, dict]) -> str:
         out += [f"## {name} ({report['split']}: {report['documents']:,} documents, {report['queries']:,} judged "
                 f"queries){' (SUBSET, smoke test)' if report['subset'] else ''}", "", *table(report), "",
                 "txtai ahead on: " + ("; ".join(behind) if behind else "no row") + ".", "",
-                f"- Command: `{report['command']}`",
-                f"- Machine: {machine_line(report['machine'])}; at the start {report['load_avg_start']}.",
+                f"- Command (from the repository root, with its venv): `{report['command']}`",
+                f"- Machine: {machine_line(report['machine'])}; at the start {report['load_avg_start']} (the JSON "
+                "has it for every phase).",
                 "- Build: one cold build each, newsdesk first, in the same run; each timing covers loading the "
-                "model, embedding every text, building the indexes and saving them (newsdesk: `build_index("
-                "cache=False)`, its int8 ONNX export cached on disk beforehand as a one-time step; txtai: "
-                "`Embeddings(...)`, `index`, `save`).",
+                "model, embedding, building the indexes and saving them (newsdesk: `build_index(cache=False)`, "
+                "every chunk of every document embedded, its int8 ONNX export cached on disk beforehand as a "
+                "one-time step; txtai: `Embeddings(...)`, `index`, `save`, each document embedded once, cut at "
+                "the model's 256 word pieces as its defaults do).",
                 "- nDCG@10: every judged test query, top 10 (newsdesk `SearchIndex.search_articles(k=10)`, a "
                 "document scored by its best chunk; txtai `batchsearch(limit=10)`), scored by `eval/metrics.py`.",
                 f"- Latency: {settings['latency_requests']} distinct queries, one client, one keep-alive connection "
@@ -98,12 +107,13 @@ def markdown(reports: dict[str, dict]) -> str:
                 "- txtai: `Embeddings(path=<model>, content=True, hybrid=True)`, defaults otherwise (saved config: "
                 f"{json.dumps({k: settings['txtai_config'].get(k) for k in ('scoring', 'backend')})}); hybrid = "
                 "its default fusion weight 0.5, dense = weight 1, lexical = weight 0; served by its own API "
-                f"(`CONFIG=config.yml uvicorn txtai.api:app`, one worker); {_pairs(v['txtai venv'])}.", ""]
+                f"(`CONFIG=config.yml uvicorn txtai.api:app`, one worker); {_pairs(v['txtai venv'])}."]
         if ONE_THREAD in report["rss_mb"]:
             out += ["- Last column: txtai built and served the same way but with `OMP_NUM_THREADS=1`, not its "
                     "default (torch's default is one thread per core for every batch and query; newsdesk embeds "
                     "each query on one thread by default). It shows how much of the gap that one setting explains "
-                    "on a two-core machine shared with other jobs.", ""]
+                    "on a two-core machine shared with other jobs."]
+        out.append("")
     return "\n".join(out)
 
 
@@ -111,3 +121,14 @@ def _pairs(packages: dict[str, str]) -> str:
     return ", ".join(f"{name} {version}" for name, version in packages.items())
 
 
+
+
+def main() -> int:
+    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("eval/results")
+    reports = json.loads((folder / "peer-txtai.json").read_text(encoding="utf-8"))
+    (folder / "peer-txtai.md").write_text(markdown(reports), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
