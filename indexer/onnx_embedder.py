@@ -29,6 +29,7 @@ import numpy as np
 
 from indexer.embedding import MINILM_DIMENSION, MINILM_ID
 from indexer.errors import NewsdeskError
+from indexer.publish import fsync_file
 from indexer.tokens import model_dir
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def ensure_model(root: Path | None = None) -> Path:
         info = _export(source, work)
         (work / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         for path in work.iterdir():
-            _fsync(path)
+            fsync_file(path)
         try:
             os.replace(work, target)  # atomic: readers see no model or a whole one
         except OSError:
@@ -302,10 +303,3 @@ class OnnxEmbedder:
             out[rows] = vectors
         return out
 
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

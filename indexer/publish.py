@@ -80,7 +80,7 @@ def publish(root: Path, build: Path) -> None:
     """Make `build` the current index: fsync its files, then switch CURRENT atomically."""
     for path in sorted(build.rglob("*")):
         if path.is_file():
-            _fsync(path)
+            fsync_file(path)
     _fsync_dir(build)
     tmp = root / f".{CURRENT_NAME}.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as handle:
@@ -115,7 +115,8 @@ def clean_stale_builds(root: Path) -> list[Path]:
     return removed
 
 
-def _fsync(path: Path) -> None:
+def fsync_file(path: Path) -> None:
+    """Flush `path` (a file or a directory) to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -124,4 +125,4 @@ def _fsync(path: Path) -> None:
 
 
 def _fsync_dir(path: Path) -> None:
-    _fsync(path)
+    fsync_file(path)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from indexer.build import build_index
@@ -17,6 +20,34 @@ SEED_CORPUS = REPO / "corpus"
 DAIMLER = "000_27e84a60694065d5"
 XIAOMI_BLOOMBERG = "001_0fb95c30cc797451"
 XIAOMI_HT = "002_4d681456785291cb"
+
+
+class HeldEmbedder(FakeEmbedder):
+    """The fake embedder, holding any call with a text containing `word` until released (a slow model call).
+
+    `entered` is set when such a call starts; it waits at most `timeout` s, so a bug that
+    never releases it fails a test instead of hanging it.
+    """
+
+    def __init__(self, word: str = "block", timeout: float = 20) -> None:
+        super().__init__()
+        self.word, self.timeout = word, timeout
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if any(self.word in t for t in texts):
+            self.entered.set()
+            self.release.wait(timeout=self.timeout)
+        return super().embed(texts)
+
+
+@pytest.fixture
+def index_dir(tmp_path: Path) -> Path:
+    """A published index of corpus/ built with the fake embedder."""
+    root = tmp_path / "index"
+    build_index(load_corpus(SEED_CORPUS)[0], root, FakeEmbedder(), progress=False)
+    return root
 
 
 @pytest.fixture

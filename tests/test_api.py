@@ -10,20 +10,12 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.settings import Settings
 from indexer.build import build_index
-from indexer.corpus import Article, load_corpus
+from indexer.corpus import Article
 from indexer.embedding import FakeEmbedder
-from tests.conftest import DAIMLER, SEED_CORPUS, XIAOMI_HT
+from tests.conftest import DAIMLER, XIAOMI_HT
 
 MAX_Q = 60
 MAX_K = 20
-
-
-@pytest.fixture
-def index_dir(tmp_path: Path) -> Path:
-    articles, _ = load_corpus(SEED_CORPUS)
-    root = tmp_path / "index"
-    build_index(articles, root, FakeEmbedder(), progress=False)
-    return root
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,19 +18,11 @@ from api.cli import service_url
 from api.settings import Settings
 from indexer.build import build_index
 from indexer.cli import main
-from indexer.corpus import Article, load_corpus
+from indexer.corpus import Article
 from indexer.embedding import FakeEmbedder
 from indexer.search import SearchIndex
-from tests.conftest import DAIMLER, SEED_CORPUS
+from tests.conftest import DAIMLER, HeldEmbedder
 from tests.test_api import assert_error
-
-
-@pytest.fixture
-def index_dir(tmp_path: Path) -> Path:
-    articles, _ = load_corpus(SEED_CORPUS)
-    root = tmp_path / "index"
-    build_index(articles, root, FakeEmbedder(), progress=False)
-    return root
 
 
 def serve(index_dir: Path, embedder=None, **settings) -> TestClient:
@@ -206,23 +197,8 @@ def test_body_guard_passes_small_bodies_through_whole():
 # ---- concurrency ----------------------------------------------------------------------------------
 
 
-class BlockingEmbedder(FakeEmbedder):
-    """Blocks on queries containing 'block' until released, like a slow model call."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        if any("block" in t for t in texts):
-            self.entered.set()
-            self.release.wait(timeout=10)  # a bug (search on the event loop) fails the test instead of hanging
-        return super().embed(texts)
-
-
 def test_searches_run_off_the_event_loop(index_dir: Path):
-    embedder = BlockingEmbedder()
+    embedder = HeldEmbedder("block", timeout=10)
     app = create_app(Settings(index_dir=index_dir), embedder=embedder)
 
     async def scenario() -> None:

@@ -23,7 +23,7 @@ import pytest
 from indexer.build import build_index
 from indexer.corpus import Article, load_corpus
 from indexer.embedding import FakeEmbedder
-from tests.conftest import DAIMLER, REPO, SEED_CORPUS, XIAOMI_HT
+from tests.conftest import DAIMLER, REPO, SEED_CORPUS, XIAOMI_HT, HeldEmbedder
 from tests.test_api_server import free_port, request, stop, wait_ready
 
 pytestmark = pytest.mark.slow
@@ -159,12 +159,11 @@ def test_a_request_in_flight_finishes_on_the_index_it_started_with(tmp_path: Pat
 
     from api.app import create_app
     from api.settings import Settings
-    from tests.test_api_ops import BlockingEmbedder
 
     root = tmp_path / "index"
     articles, _ = load_corpus(SEED_CORPUS)
     build_index(articles, root, FakeEmbedder(), progress=False)
-    embedder = BlockingEmbedder()
+    embedder = HeldEmbedder("block", timeout=10)
     app = create_app(Settings(index_dir=root, reload_interval=0), embedder=embedder)
 
     async def scenario() -> tuple[httpx.Response, httpx.Response, str, str]:

@@ -9,14 +9,11 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import pytest
 
 from api.app import create_app
 from api.settings import Settings
-from indexer.build import build_index
-from indexer.corpus import load_corpus
 from indexer.embedding import FakeEmbedder
-from tests.conftest import DAIMLER, SEED_CORPUS
+from tests.conftest import DAIMLER
 from tests.test_api import assert_error
 from tests.test_api_ops import ExplodingEmbedder, metric
 
@@ -36,14 +33,6 @@ class CountingGate(FakeEmbedder):
                 self.waiting += 1
             self.release.wait(timeout=20)
         return super().embed(texts)
-
-
-@pytest.fixture
-def index_dir(tmp_path: Path) -> Path:
-    articles, _ = load_corpus(SEED_CORPUS)
-    root = tmp_path / "index"
-    build_index(articles, root, FakeEmbedder(), progress=False)
-    return root
 
 
 def test_searches_over_the_limit_are_shed_with_retry_after(index_dir: Path):

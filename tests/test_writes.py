@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import Settings
-from indexer.build import build_index
-from indexer.corpus import load_corpus
 from indexer.embedding import FakeEmbedder
 from indexer.publish import build_lock
-from tests.conftest import DAIMLER, SEED_CORPUS, XIAOMI_HT
+from tests.conftest import DAIMLER, XIAOMI_HT, HeldEmbedder
 from tests.test_api import assert_error
 
 KEY = "write-key-0123456789abcdef"
@@ -29,14 +24,6 @@ FERRY = {
     "text": "A solar ferry carried its first passengers across the Oslo fjord on Monday.\r\nTickets sold out.",
     "source": "Wire", "date": "2024-05-06", "url": "https://news.example/solar-ferry",
 }
-
-
-@pytest.fixture
-def index_dir(tmp_path: Path) -> Path:
-    articles, _ = load_corpus(SEED_CORPUS)
-    root = tmp_path / "index"
-    build_index(articles, root, FakeEmbedder(), progress=False)
-    return root
 
 
 def serve(index_dir: Path, embedder=None, **settings) -> TestClient:
@@ -219,21 +206,6 @@ def test_write_bodies_have_their_own_size_limit(index_dir: Path):
 # ---- serialised writes ----------------------------------------------------------------------------
 
 
-class GatedEmbedder(FakeEmbedder):
-    """Holds any embedding of a text containing 'gate' until released (a slow build)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        if any("gate" in t for t in texts):
-            self.entered.set()
-            self.release.wait(timeout=20)
-        return super().embed(texts)
-
-
 def _article(n: int, word: str = "tram") -> dict[str, str]:
     return {"article_id": f"city/{word}-{n}", "title": f"{word} line {n}", "text": f"The {word} line {n} opened."}
 
@@ -262,7 +234,7 @@ def test_concurrent_writes_are_serialised_and_none_is_lost(index_dir: Path):
 def test_writes_beyond_the_queue_get_503(index_dir: Path):
     from api.writes import MAX_QUEUED_WRITES
 
-    embedder = GatedEmbedder()
+    embedder = HeldEmbedder("gate")
     app = create_app(Settings(index_dir=index_dir, api_key=KEY, reload_interval=0), embedder=embedder)
 
     async def scenario() -> tuple[list[httpx.Response], httpx.Response, httpx.Response]:
