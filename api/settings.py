@@ -36,10 +36,12 @@ class Settings(BaseSettings):
     # torch's default (all cores) spins its threads against each other and against every other
     # process on a small shared machine; measured on 2 cores: ~30 ms per query with 1 thread,
     # ~950 ms median with 2 while other jobs ran (see README, "Latency").
-    embed_threads: int = Field(default=1, ge=1, le=256, description="torch CPU threads per query embedding")
+    embed_threads: int = Field(
+        default=1, ge=1, le=256, description="CPU threads per query embedding and per FAISS search"
+    )
     # Queries that arrive while the model is busy can be embedded together (api/batching.py).
-    # Off by default: with the int8 MiniLM on 2 cores a batch of 8 short queries costs more
-    # per query than 8 single calls, and 8 clients got fewer searches/s (eval/results/speed.md).
+    # Off by default: with the int8 MiniLM on 2 cores a batch costs about as much per query as
+    # single calls, and 8 clients got no more searches/s (eval/README.md, Speed).
     micro_batch: bool = Field(default=False, description="embed concurrent queries in shared batches")
     log_level: LogLevel = "info"
     # Live reload: a cheap read of <index_dir>/CURRENT this often; a new id is loaded off the
