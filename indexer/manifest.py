@@ -71,7 +71,10 @@ class Manifest:
     def check_compatible(self, model_id: str, dimension: int) -> None:
         """Refuse an index whose vectors come from another embedding model."""
         if self.model_id != model_id or self.dimension != dimension:
+            hint = ""
+            if "+lora-" in self.model_id + model_id:  # the tuned and base MiniLM (indexer/adapter.py)
+                hint = " (NEWSDESK_MODEL chooses between the tuned and the base model)"
             raise IncompatibleIndex(
                 f"The index was built with model {self.model_id} ({self.dimension}-d), but the embedder "
-                f"is {model_id} ({dimension}-d). Rebuild the index with `newsdesk index`."
+                f"is {model_id} ({dimension}-d). Rebuild the index with `newsdesk index`{hint}."
             )

@@ -7,8 +7,9 @@ dynamic quantization turns the weights into int8, one scale per output channel
 (one scale per tensor loses too much: cosine to fp32 falls to about 0.93).
 Nothing is downloaded. The cache directory is `$NEWSDESK_CACHE_DIR`, else
 `$XDG_CACHE_HOME/newsdesk`, else `~/.cache/newsdesk`; each export lives in
-`onnx/<key>/`, the key covering the model files, this recipe's version and the
-onnxruntime version, so a change to any of them exports afresh.
+`onnx/<model>-int8-<key>/`, the key covering the model files, the retrieval adapter
+(indexer/adapter.py: "tuned" exports the packaged weights with the adapter merged), this
+recipe's version and the onnxruntime version, so a change to any of them exports afresh.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.adapter import adapter_digest, apply_adapter, model_choice, model_id
 from indexer.embedding import MINILM_DIMENSION, MINILM_ID
 from indexer.errors import NewsdeskError
 from indexer.publish import fsync_file
@@ -55,19 +57,21 @@ def cache_dir() -> Path:
     return Path(base) / "newsdesk"
 
 
-def export_key(source: Path) -> str:
-    """Identifies one export: model files (size and mtime, cheap to read), recipe version, onnxruntime version."""
+def export_key(source: Path, model: str = "tuned") -> str:
+    """Identifies one export: model files (size and mtime, cheap to read), adapter, recipe and onnxruntime versions."""
     parts = {"model": MINILM_ID, "recipe": EXPORT_VERSION, "onnxruntime": metadata.version("onnxruntime")}
+    if model == "tuned":
+        parts["adapter"] = adapter_digest()
     for name in ("model.safetensors", "config.json", "tokenizer.json"):
         stat = (source / name).stat()
         parts[name] = f"{stat.st_size}:{stat.st_mtime_ns}"
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def ensure_model(root: Path | None = None) -> Path:
-    """Path of the cached int8 model, exporting it first if needed (a few seconds, once)."""
+def ensure_model(root: Path | None = None, model: str = "tuned") -> Path:
+    """Path of the cached int8 model ("tuned" or "base"), exporting it first if needed (a few seconds, once)."""
     source = Path(model_dir())
-    target = (root or cache_dir()) / "onnx" / f"all-MiniLM-L6-v2-int8-{export_key(source)}"
+    target = (root or cache_dir()) / "onnx" / f"all-MiniLM-L6-v2-{model}-int8-{export_key(source, model)}"
     if (target / MODEL_FILE).is_file() and (target / INFO_FILE).is_file():
         return target / MODEL_FILE
     try:
@@ -80,7 +84,7 @@ def ensure_model(root: Path | None = None) -> Path:
         ) from None
     try:
         log.warning("Exporting all-MiniLM-L6-v2 to int8 ONNX once (cached in %s)", target)
-        info = _export(source, work)
+        info = _export(source, work, model)
         (work / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         for path in work.iterdir():
             fsync_file(path)
@@ -94,7 +98,7 @@ def ensure_model(root: Path | None = None) -> Path:
     return target / MODEL_FILE
 
 
-def _export(source: Path, work: Path) -> dict[str, object]:
+def _export(source: Path, work: Path, model_name: str) -> dict[str, object]:
     """Export, fuse, quantize and check the model in `work`; returns what was done, for export.json."""
     import warnings
 
@@ -112,6 +116,8 @@ def _export(source: Path, work: Path) -> dict[str, object]:
     # Eager attention exports as plain MatMul/Softmax, which the optimizer fuses into one
     # Attention op; the SDPA path exports a masking graph it does not recognise.
     model = AutoModel.from_pretrained(str(source), attn_implementation="eager").eval()
+    if model_name == "tuned":
+        apply_adapter(model)
     pooled = _mean_pooled(model)
     ids = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]], dtype=torch.long)
     mask = (ids != 0).long()
@@ -153,7 +159,7 @@ def _export(source: Path, work: Path) -> dict[str, object]:
     fused.unlink()
     worst = _check(model, int8)
     return {
-        "model_id": MINILM_ID,
+        "model_id": model_id(model_name),
         "source": str(source),
         "recipe": EXPORT_VERSION,
         "onnxruntime": metadata.version("onnxruntime"),
@@ -251,7 +257,6 @@ class OnnxEmbedder:
     (one thread per batch uses two cores better than two threads on one batch).
     """
 
-    model_id = MINILM_ID
     dimension = MINILM_DIMENSION
     backend = f"onnx-int8-v{EXPORT_VERSION}"  # a new recipe gives slightly other vectors: never mix them
 
@@ -262,12 +267,15 @@ class OnnxEmbedder:
         workers: int | None = None,
         cache: Path | None = None,
         model_path: Path | None = None,
+        model: str | None = None,
     ) -> None:
+        self.model = model_choice(model)
+        self.model_id = model_id(self.model)
         self.batch_size = batch_size
         self.threads = threads
         self.workers = workers or max(1, min(4, os.cpu_count() or 1))
         self.cache = cache
-        self.model_path = model_path  # None: the cached export (made on first use)
+        self.model_path = model_path  # None: the cached export of `model` (made on first use)
         self._session = None
         self._tokenizer = None
         self._pool: ThreadPoolExecutor | None = None
@@ -277,7 +285,7 @@ class OnnxEmbedder:
         """Export (first time only) and load the model now rather than on the first call."""
         with self._lock:
             if self._session is None:
-                self.model_path = self.model_path or ensure_model(self.cache)
+                self.model_path = self.model_path or ensure_model(self.cache, self.model)
                 self._tokenizer = _tokenizer()
                 self._session = _session(self.model_path, self.threads)
                 if self.workers > 1:

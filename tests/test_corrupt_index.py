@@ -14,10 +14,11 @@ from fastapi.testclient import TestClient
 import api.cli
 from api.app import create_app
 from api.settings import Settings
+from indexer.adapter import model_id
 from indexer.build import build_index
 from indexer.cli import main
 from indexer.corpus import load_corpus
-from indexer.embedding import MINILM_DIMENSION, MINILM_ID, FakeEmbedder
+from indexer.embedding import MINILM_DIMENSION, FakeEmbedder
 from indexer.errors import CorruptIndex, IncompatibleIndex
 from indexer.publish import BUILDS_DIR, publish
 from indexer.search import SearchIndex
@@ -26,9 +27,9 @@ from tests.index_damage import DAMAGE
 
 
 class MiniLMShapedFake(FakeEmbedder):
-    """Writes manifests the packaged model accepts, without loading it (the damage is what is tested)."""
+    """Writes manifests the default (tuned) model accepts, without loading it (the damage is what is tested)."""
 
-    model_id = MINILM_ID
+    model_id = model_id("tuned")
 
     def __init__(self) -> None:
         super().__init__(dimension=MINILM_DIMENSION)

@@ -68,7 +68,7 @@ def test_manifest_records_the_backend_and_any_backend_of_the_model_may_query(tmp
 def test_export_is_cached_and_written_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     calls = []
 
-    def fake_export(source: Path, work: Path) -> dict[str, object]:
+    def fake_export(source: Path, work: Path, model: str) -> dict[str, object]:
         calls.append(work)
         (work / onnx_embedder.MODEL_FILE).write_bytes(b"onnx")
         return {"fake": True}
@@ -83,7 +83,7 @@ def test_export_is_cached_and_written_atomically(tmp_path: Path, monkeypatch: py
 
 
 def test_a_failed_export_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    def broken_export(source: Path, work: Path) -> dict[str, object]:
+    def broken_export(source: Path, work: Path, model: str) -> dict[str, object]:
         (work / onnx_embedder.MODEL_FILE).write_bytes(b"half")
         raise RuntimeError("disk full")
 

@@ -20,6 +20,18 @@ def test_model_vectors_are_normalised(real_embedder):
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
 
 
+def test_tuned_model_moves_vectors_but_keeps_their_meaning(real_embedder):
+    from indexer.embedding import SentenceTransformerEmbedder
+
+    assert real_embedder.model == "tuned"
+    texts = ["Who is Xiaomi negotiating with to build cars?",
+             "Xiaomi is in talks with Beijing Automotive about building electric cars in China."]
+    tuned, base = real_embedder.embed(texts), SentenceTransformerEmbedder(model="base").embed(texts)
+    same_text = (tuned * base).sum(axis=1)
+    assert same_text.max() < 0.999 and same_text.min() > 0.8, same_text  # adapted, not replaced
+    assert tuned[0] @ tuned[1] > 0.5 and base[0] @ base[1] > 0.5  # both models pair question and answer
+
+
 @pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
 def test_daimler_denza_question(real_index: SearchIndex, mode: str):
     hits = real_index.search("Which company did Daimler team up with for Denza?", k=3, mode=mode)

@@ -27,7 +27,7 @@ class CachedVectors:
     """The sentence-transformers embedder, answering from precomputed query vectors where it can."""
 
     def __init__(self, texts: Sequence[str], vectors: np.ndarray) -> None:
-        self.inner = SentenceTransformerEmbedder()
+        self.inner = SentenceTransformerEmbedder(model="base")
         self.model_id, self.dimension = self.inner.model_id, self.inner.dimension
         self.backend = getattr(self.inner, "backend", type(self.inner).__name__)
         self._known = dict(zip(texts, vectors, strict=True))

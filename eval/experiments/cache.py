@@ -39,7 +39,7 @@ SLICE = 2048  # chunks embedded between checkpoints
 def _embedder():  # type: ignore[no-untyped-def]
     from indexer.embedding import SentenceTransformerEmbedder
 
-    return SentenceTransformerEmbedder(batch_size=64)
+    return SentenceTransformerEmbedder(batch_size=64, model="base")
 
 
 def _corpus_file(dataset: Path) -> Path:

@@ -19,7 +19,7 @@ from indexer.search import SearchIndex
 
 def main(specs: list[str]) -> int:
     questions = load_questions(DEFAULT_QUESTIONS)
-    embedder = SentenceTransformerEmbedder()
+    embedder = SentenceTransformerEmbedder(model="base")
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch) / "index"
         index_corpus(Path("corpus"), root, embedder, progress=False)

@@ -44,7 +44,7 @@ def main() -> int:
     vectors = np.load(args.cache / "vectors.npy")
     if len(texts) != len(vectors):
         raise SystemExit(f"{len(texts)} chunks now, {len(vectors)} cached vectors: the cache is of another chunking")
-    with EmbeddingCache.for_index(args.root, SentenceTransformerEmbedder()) as cache:
+    with EmbeddingCache.for_index(args.root, SentenceTransformerEmbedder(model="base")) as cache:
         cache.put_many(zip((text_key(t) for t in texts), vectors, strict=True))
         print(f"{len(cache)} vectors in {cache.path}", file=sys.stderr)
     return 0
