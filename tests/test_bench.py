@@ -225,6 +225,7 @@ def test_eval_without_an_index_says_how_to_build_one(tmp_path: Path, fake_model,
 def test_bench_with_the_real_model(dataset: Path, tmp_path: Path, real_embedder, monkeypatch, capsys):
     monkeypatch.setattr(eval.cli, "_embedder", lambda args=None: real_embedder)
     report, _ = bench(["--dataset", str(dataset), "--out", str(tmp_path / "r"), "--no-progress"], capsys)
-    assert report["settings"]["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert report["settings"]["model"] == real_embedder.model_id  # the tuned model: MiniLM + adapter
+    assert report["settings"]["model"].startswith("sentence-transformers/all-MiniLM-L6-v2+lora-")
     for mode in ("dense", "hybrid"):  # each query uses words of its own document only
         assert report["results"][mode]["mrr@10"] >= 0.8, mode
