@@ -54,17 +54,30 @@ def model_id(name: str) -> str:
     return MINILM_ID if name == "base" else f"{MINILM_ID}+lora-{adapter_digest()}"
 
 
+def is_tuned(model: str) -> bool:
+    """Whether a model id (as in a manifest) names the adapted MiniLM."""
+    return "+lora-" in model
+
+
 def load_updates(path: Path = ADAPTER_PATH) -> dict[str, np.ndarray]:
     """{module name: B @ A}, the weight update of each adapted linear layer (float32, out x in)."""
+    unreadable = (f"The retrieval adapter {path} is unreadable ({{}}); reinstall newsdesk, "
+                  "or set NEWSDESK_MODEL=base to use the packaged model alone.")
     try:
-        with np.load(path) as arrays:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError("not an .npz archive")
+        with loaded as arrays:
             data = {key: arrays[key] for key in arrays.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise NewsdeskError(f"The retrieval adapter {path} is unreadable ({exc}); reinstall newsdesk, "
-                            "or set NEWSDESK_MODEL=base to use the packaged model alone.") from None
+        raise NewsdeskError(unreadable.format(exc)) from None
     names = sorted(key[: -len(".A")] for key in data if key.endswith(".A"))
     if not names or any(f"{name}.B" not in data for name in names):
         raise NewsdeskError(f"The retrieval adapter {path} is incomplete (A and B must come in pairs).")
+    for name in names:
+        a, b = data[f"{name}.A"], data[f"{name}.B"]
+        if a.ndim != 2 or b.ndim != 2 or b.shape[1] != a.shape[0]:
+            raise NewsdeskError(f"The retrieval adapter {path} is malformed: {name} has A {a.shape}, B {b.shape}.")
     return {name: (data[f"{name}.B"].astype(np.float32) @ data[f"{name}.A"].astype(np.float32)) for name in names}
 
 
@@ -75,7 +88,7 @@ def apply_adapter(transformer, path: Path = ADAPTER_PATH) -> None:  # type: igno
     modules = dict(transformer.named_modules())
     with torch.no_grad():
         for name, update in load_updates(path).items():
-            linear = modules.get(name)
-            if linear is None or tuple(linear.weight.shape) != update.shape:
+            weight = getattr(modules.get(name), "weight", None)
+            if weight is None or tuple(weight.shape) != update.shape:
                 raise NewsdeskError(f"The retrieval adapter {path} does not fit the model (layer {name}).")
-            linear.weight += torch.from_numpy(update).to(linear.weight.dtype)
+            weight += torch.from_numpy(update).to(weight.dtype)

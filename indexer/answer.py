@@ -22,12 +22,16 @@ corroboration cosine and ratio were re-set for the adapter, whose sentence simil
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
+from indexer.adapter import is_tuned
 from indexer.search import Filters, Hit, SearchConfig, SearchIndex
 from indexer.sentence_scoring import ScoredSentence, SentenceWeights, apply_weights, score_sentences
 
 NOT_FOUND = "The articles do not contain an answer to this question."
+# Corroboration (cosine to the answer sentence, share of the best score), set by hand per model
+# on corpus/ (eval/README.md, Q&A): the adapter spreads sentence similarities wider.
+CORROBORATION = {"tuned": (0.73, 0.75), "base": (0.8, 0.8)}
 
 
 @dataclass(frozen=True)
@@ -40,13 +44,22 @@ class AnswerConfig:
     confidence_slope: float = 9.0  # logistic slope of confidence around the threshold (hand-labelled set)
     max_sentences: int = 3
     keep_ratio: float = 0.9  # a further sentence must score at least this share of the best
-    corroboration: float = 0.73  # cosine between sentences of two articles that state the same fact
-    corroboration_ratio: float = 0.75  # a corroborating sentence must score at least this share of the best
+    # Cosine between sentences of two articles that state the same fact, and the share of the best
+    # score such a sentence needs: the tuned model's values (`for_model` picks the base model's).
+    corroboration: float = CORROBORATION["tuned"][0]
+    corroboration_ratio: float = CORROBORATION["tuned"][1]
     duplicate: float = 0.95  # cosine above which two sentences of one article are the same text repeated
     # The retrieval the weights and threshold above were calibrated on: min-max fusion, dense
     # weight 0.5. Search's default fusion changed since (issue 7, "additive"), whose scores have
     # another scale; /ask keeps this one until its calibration is re-run (eval/README.md).
     retrieval: SearchConfig = field(default_factory=lambda: SearchConfig(fusion="convex", alpha=0.5))
+
+    def for_model(self, model_id: str) -> AnswerConfig:
+        """These settings for an index built with `model_id`: the base model keeps its own corroboration cut."""
+        if is_tuned(model_id) or (self.corroboration, self.corroboration_ratio) != CORROBORATION["tuned"]:
+            return self  # the tuned model, or settings someone chose
+        cosine, ratio = CORROBORATION["base"]
+        return replace(self, corroboration=cosine, corroboration_ratio=ratio)
 
     def confidence(self, score: float) -> float:
         """Probability-like confidence for a best-sentence score: 0.5 exactly at the threshold."""
@@ -93,7 +106,7 @@ def answer_question(
     config: AnswerConfig | None = None,
 ) -> Answer:
     """Answer `question` from the articles with cited sentences; `k` closest passages returned alongside."""
-    config = config or AnswerConfig()
+    config = (config or AnswerConfig()).for_model(index.manifest.model_id)
     hits = index.search(question, k=max(k, config.candidates), mode="hybrid", filters=filters, config=config.retrieval)
     sentences = score_sentences(index, question.strip(), hits[: config.candidates])
     apply_weights(sentences, config.weights)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -65,6 +66,7 @@ RAY_FLAGS = {
 
 def _ray_index(args: argparse.Namespace, corpus: Path):  # type: ignore[no-untyped-def]
     """Build on Ray (indexer/distributed.py); says how to install Ray when it is missing."""
+    from indexer.adapter import model_choice
     from indexer.distributed import RayOptions, ray_index_corpus, require_ray
     from indexer.embedding import SentenceTransformerEmbedder
 
@@ -74,7 +76,9 @@ def _ray_index(args: argparse.Namespace, corpus: Path):  # type: ignore[no-untyp
         "cpus_per_actor": args.ray_cpus_per_actor, "embed_batch_size": args.ray_batch_size,
     }
     options = RayOptions(**{k: v for k, v in given.items() if v is not None})
-    return ray_index_corpus(corpus, Path(args.index_dir), SentenceTransformerEmbedder, options, say=_say)
+    # Resolved here, not on each node: a cluster's workers do not see this shell's NEWSDESK_MODEL.
+    factory = functools.partial(SentenceTransformerEmbedder, model=model_choice())
+    return ray_index_corpus(corpus, Path(args.index_dir), factory, options, say=_say)
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from indexer.adapter import is_tuned
 from indexer.errors import CorruptIndex, IncompatibleIndex
 
 # 2: IVF indexes (their lists in IVF_DATA_NAME) and the `vector_index` figures. A version-1
@@ -72,7 +73,7 @@ class Manifest:
         """Refuse an index whose vectors come from another embedding model."""
         if self.model_id != model_id or self.dimension != dimension:
             hint = ""
-            if "+lora-" in self.model_id + model_id:  # the tuned and base MiniLM (indexer/adapter.py)
+            if is_tuned(self.model_id) or is_tuned(model_id):  # the tuned and base MiniLM (indexer/adapter.py)
                 hint = " (NEWSDESK_MODEL chooses between the tuned and the base model)"
             raise IncompatibleIndex(
                 f"The index was built with model {self.model_id} ({self.dimension}-d), but the embedder "

@@ -42,6 +42,12 @@ class HeldEmbedder(FakeEmbedder):
         return super().embed(texts)
 
 
+@pytest.fixture(autouse=True)
+def _default_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts from the default (tuned) model, whatever the developer's shell sets."""
+    monkeypatch.delenv("NEWSDESK_MODEL", raising=False)
+
+
 @pytest.fixture
 def index_dir(tmp_path: Path) -> Path:
     """A published index of corpus/ built with the fake embedder."""
@@ -74,7 +80,7 @@ def fake_index(tmp_path: Path, fake_embedder: FakeEmbedder) -> SearchIndex:
 
 @pytest.fixture(scope="session")
 def real_embedder() -> SentenceTransformerEmbedder:
-    embedder = SentenceTransformerEmbedder()
+    embedder = SentenceTransformerEmbedder(model="tuned")
     embedder.warm_up()
     return embedder
 

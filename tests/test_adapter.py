@@ -79,16 +79,50 @@ def test_merging_adds_b_times_a_to_the_weights(tmp_path: Path):
     np.testing.assert_allclose(model.proj.weight.detach().numpy(), before + b @ a, rtol=1e-6)
 
 
-def test_onnx_exports_of_the_two_models_are_kept_apart():
+@pytest.mark.parametrize("name", ["tuned", "base"])
+def test_both_embedders_name_and_export_the_chosen_model(name: str, tmp_path: Path, monkeypatch):
     pytest.importorskip("onnxruntime")
-    from indexer.onnx_embedder import OnnxEmbedder, export_key
-    from indexer.tokens import model_dir
+    from indexer import onnx_embedder
+    from indexer.embedding import SentenceTransformerEmbedder
 
-    source = Path(model_dir())
-    assert export_key(source, "tuned") != export_key(source, "base")
-    assert OnnxEmbedder(model="tuned").model_id == model_id("tuned")
-    assert OnnxEmbedder(model="base").model_id == MINILM_ID
+    monkeypatch.setenv("NEWSDESK_MODEL", name)
+    assert onnx_embedder.OnnxEmbedder().model_id == SentenceTransformerEmbedder().model_id == model_id(name)
+    exported = []
 
+    def fake_export(source: Path, work: Path, model: str) -> dict[str, object]:
+        exported.append(model)
+        (work / onnx_embedder.MODEL_FILE).write_bytes(b"onnx")
+        return {}
+
+    monkeypatch.setattr(onnx_embedder, "_export", fake_export)
+    path = onnx_embedder.ensure_model(tmp_path, name)
+    assert exported == [name] and path.parent.name.startswith(f"all-MiniLM-L6-v2-{name}-int8-")
+    other = "base" if name == "tuned" else "tuned"
+    assert onnx_embedder.ensure_model(tmp_path, other).parent != path.parent  # never the other model's file
+    assert exported == [name, other]
+
+
+def test_malformed_adapters_are_clear_errors(tmp_path: Path):
+    npy = tmp_path / "adapter.npy"
+    np.save(npy, np.zeros(3))
+    with pytest.raises(NewsdeskError, match="unreadable.*not an .npz"):
+        load_updates(npy)
+    ranks = tmp_path / "ranks.npz"
+    np.savez(ranks, **{"proj.A": np.zeros((4, 8), np.float32), "proj.B": np.zeros((8, 2), np.float32)})
+    with pytest.raises(NewsdeskError, match=r"malformed: proj has A \(4, 8\), B \(8, 2\)"):
+        load_updates(ranks)
+
+
+def test_base_model_indexes_keep_their_own_corroboration_cut():
+    from indexer.answer import CORROBORATION, AnswerConfig
+
+    shipped = AnswerConfig()
+    assert (shipped.corroboration, shipped.corroboration_ratio) == CORROBORATION["tuned"]
+    assert shipped.for_model(model_id("tuned")) is shipped
+    base = shipped.for_model(model_id("base"))
+    assert (base.corroboration, base.corroboration_ratio) == CORROBORATION["base"] != CORROBORATION["tuned"]
+    chosen = AnswerConfig(corroboration=0.9)
+    assert chosen.for_model(model_id("base")) is chosen  # settings someone chose are left alone
 
 
 def test_an_index_of_the_other_model_is_refused_with_a_hint(tmp_path: Path):

@@ -31,6 +31,7 @@ import numpy as np
 
 from eval.experiments import fusion as F
 from eval.experiments.lab import Lab, Split
+from indexer.adapter import adapter_digest
 from indexer.analysis import analyze
 
 SETS = {"scifact": ("train", "test"), "realtimeqa": ("dev", "test")}
@@ -215,7 +216,7 @@ def load_lab(dataset: str) -> Lab:
 
 def tuned_vectors(lab: Lab, out: Path, model) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
     """Chunk and query vectors of the adapted model (cached in OUT)."""
-    path = out / f"{lab.dataset}-vectors.npz"
+    path = out / f"{lab.dataset}-vectors-{adapter_digest(out / 'adapter.npz')}.npz"  # a retrained OUT re-embeds
     if not path.exists():
         texts = [chunk_text(lab, c) for c in range(len(lab.chunk_doc))]
         cv = model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=True)
