@@ -12,11 +12,11 @@ from typing import Literal, Protocol, get_args, runtime_checkable
 
 import numpy as np
 
-from indexer.adapter import MINILM_ID, apply_adapter, model_choice, model_id
+from indexer.adapter import MINILM_ID as MINILM_ID  # re-exported: where callers have always imported it
+from indexer.adapter import apply_adapter, model_choice, model_id
 from indexer.errors import NewsdeskError
 from indexer.tokens import model_dir
 
-__all__ = ["MINILM_ID", "MINILM_DIMENSION", "Embedder", "default_embedder", "SentenceTransformerEmbedder"]
 MINILM_DIMENSION = 384
 EmbedderKind = Literal["auto", "onnx", "st"]
 EMBEDDER_KINDS: tuple[str, ...] = get_args(EmbedderKind)
