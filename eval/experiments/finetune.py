@@ -66,11 +66,13 @@ def hybrid_rankings(lab: Lab, split: Split, qv: np.ndarray, cv: np.ndarray, weig
     return F.additive(lab, dense, lex, ceiling, weight), F.single(lab, dense)
 
 
-def mine_examples(lab: Lab, split: Split, rng: np.random.Generator) -> list[tuple[str, str, str]]:
-    """(query, positive chunk text, hard negative chunk text) per relevant document.
+def mine_examples(lab: Lab, split: Split) -> list[tuple[str, str, list[str]]]:
+    """(query, positive chunk text, hard negative chunk texts) per relevant document.
 
-    Positive: the relevant document's chunk closest to the query (base model). Negative: a
-    chunk of a document ranked 3-30 by the shipped hybrid that is not labelled relevant.
+    Positive: the relevant document's chunk closest to the query (base model). Negatives: for
+    each document ranked 3-30 by the shipped hybrid that is not labelled relevant, its chunk
+    closest to the query. Training draws one of them per example: once, or afresh every epoch
+    with `--resample-negatives`.
     """
     qv = lab.query_vectors[split.rows]
     rankings, _ = hybrid_rankings(lab, split, qv, lab.vectors)
@@ -78,16 +80,18 @@ def mine_examples(lab: Lab, split: Split, rng: np.random.Generator) -> list[tupl
     first = lab.doc_first
     last = np.append(first[1:], len(lab.chunk_doc))
     position = {d: i for i, d in enumerate(lab.doc_ids)}
+
+    def best_chunk(i: int, p: int) -> int:
+        return first[p] + int(np.argmax(dense[i, first[p] : last[p]]))
+
     out = []
     for i, q in enumerate(split.query_ids):
         relevant = {d for d, g in split.qrels[q].items() if g > 0}
-        negatives = [d for d in rankings[i][2:30] if d not in relevant]
+        ranked = [d for d in rankings[i][2:30] if d not in relevant]
+        ranked = ranked or [d for d in rankings[i][30:60] if d not in relevant]
+        negatives = [chunk_text(lab, best_chunk(i, position[d])) for d in ranked]
         for d in sorted(relevant):
-            p = position[d]
-            pos = first[p] + int(np.argmax(dense[i, first[p] : last[p]]))
-            n = position[negatives[rng.integers(len(negatives))]] if negatives else int(rng.integers(len(lab.doc_ids)))
-            neg = first[n] + int(np.argmax(dense[i, first[n] : last[n]]))
-            out.append((split.texts[i], chunk_text(lab, pos), chunk_text(lab, neg)))
+            out.append((split.texts[i], chunk_text(lab, best_chunk(i, position[d])), negatives))
     return out
 
 
@@ -158,7 +162,9 @@ def train(args: argparse.Namespace) -> None:
         split = lab.split(tune)
         if args.scheme == "val":
             split = subset(split, ~held_out(dataset, split), f"{tune}-fit")
-        mined = mine_examples(lab, split, rng)
+        mined = mine_examples(lab, split)
+        if not args.resample_negatives:
+            mined = [(q, pos, [negatives[rng.integers(len(negatives))]]) for q, pos, negatives in mined]
         print(f"{dataset}: {len(mined)} training pairs from {len(split.query_ids)} queries", file=sys.stderr)
         examples += mined
     model = merged_model(None)
@@ -178,10 +184,17 @@ def train(args: argparse.Namespace) -> None:
             batch = [examples[i] for i in order[first : first + args.batch]]
             if len(batch) < 2:
                 continue
+            if args.resample_negatives:
+                negatives = [b[2][rng.integers(len(b[2]))] for b in batch]
+            else:
+                negatives = [b[2][0] for b in batch]
             q = encode(model, [b[0] for b in batch])
-            d = encode(model, [b[1] for b in batch] + [b[2] for b in batch])
+            d = encode(model, [b[1] for b in batch] + negatives)
             logits = args.scale * q @ d.T
-            loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(batch)))
+            labels = torch.arange(len(batch))
+            loss = torch.nn.functional.cross_entropy(logits, labels)
+            if args.symmetric:  # also each positive chunk -> its query, against the batch's queries
+                loss = (loss + torch.nn.functional.cross_entropy(logits[:, : len(batch)].T, labels)) / 2
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -268,6 +281,10 @@ def main() -> None:
     t.add_argument("--batch", type=int, default=32)
     t.add_argument("--scale", type=float, default=20.0)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--resample-negatives", action="store_true",
+                   help="draw each example's hard negative afresh every epoch (default: once, when mined)")
+    t.add_argument("--symmetric", action="store_true",
+                   help="add the chunk -> query direction to the contrastive loss")
     t.add_argument("--train-on", nargs="+", choices=tuple(SETS), default=list(SETS),
                    help="datasets whose tuning split trains the adapter (one alone: the cross-domain check)")
     t.set_defaults(func=train)
