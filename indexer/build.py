@@ -76,19 +76,41 @@ def index_corpus(
     started = time.perf_counter()
     articles, report = load_corpus(corpus)
     say(f"Loaded {corpus}: {report.summary()}")
-    current = None if rebuild else published_match(root, articles, embedder, chunker, lexical, faiss_factory)
-    if current is not None:
-        with build_lock(root):
-            removed = clean_stale_builds(root)  # what a killed build left behind goes all the same
-        if removed:
-            say(f"Removed {len(removed)} stale build(s) left by an earlier run")
-        chunks = current.counts["chunks"]
-        say(f"Index {current.index_id} at {root} is up to date with {corpus}; nothing to build (--rebuild forces it)")
-        return BuildResult(current.index_id, current_build(root), len(articles), chunks,
-                           time.perf_counter() - started, report, embedded=0, reused=chunks)
+    if not rebuild:
+        current = up_to_date(corpus, root, articles, report, embedder, chunker, lexical, faiss_factory, say)
+        if current is not None:
+            current.seconds = time.perf_counter() - started
+            return current
     result = build_index(articles, root, embedder, chunker, lexical, progress, say, report, faiss_factory, cache)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def up_to_date(
+    corpus: Path,
+    root: Path,
+    articles: Sequence[Article],
+    report: LoadReport,
+    embedder: Embedder,
+    chunker: ChunkerConfig | None = None,
+    lexical: LexicalConfig | None = None,
+    faiss_factory: str | None = None,
+    say: Callable[[str], None] = log.info,
+) -> BuildResult | None:
+    """The published index as a build result when it already is what a build would give, else None.
+
+    Either engine calls this first; stale builds a killed run left behind are removed either way.
+    """
+    current = published_match(root, articles, embedder, chunker, lexical, faiss_factory)
+    if current is None:
+        return None
+    with build_lock(root):
+        removed = clean_stale_builds(root)
+    if removed:
+        say(f"Removed {len(removed)} stale build(s) left by an earlier run")
+    chunks = current.counts["chunks"]
+    say(f"Index {current.index_id} at {root} is up to date with {corpus}; nothing to build (--rebuild forces it)")
+    return BuildResult(current.index_id, current_build(root), len(articles), chunks, 0.0, report, reused=chunks)
 
 
 def published_match(

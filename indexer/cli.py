@@ -78,7 +78,7 @@ def _ray_index(args: argparse.Namespace, corpus: Path):  # type: ignore[no-untyp
     options = RayOptions(**{k: v for k, v in given.items() if v is not None})
     # Resolved here, not on each node: a cluster's workers do not see this shell's NEWSDESK_MODEL.
     factory = functools.partial(SentenceTransformerEmbedder, model=model_choice())
-    return ray_index_corpus(corpus, Path(args.index_dir), factory, options, say=_say)
+    return ray_index_corpus(corpus, Path(args.index_dir), factory, options, say=_say, rebuild=args.rebuild)
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.build import BuildResult, LexicalConfig, start_build, vector_buffer, write_build
+from indexer.build import BuildResult, LexicalConfig, start_build, up_to_date, vector_buffer, write_build
 from indexer.chunking import Chunk, Chunker, ChunkerConfig, embedding_text
 from indexer.corpus import Article, LoadReport, load_corpus
 from indexer.embedding import Embedder
@@ -106,11 +106,20 @@ def ray_index_corpus(
     chunker: ChunkerConfig | None = None,
     lexical: LexicalConfig | None = None,
     say: Callable[[str], None] = log.info,
+    rebuild: bool = False,
 ) -> BuildResult:
-    """Load the corpus at `corpus` and publish an index of it under `root`, built on Ray."""
+    """Load the corpus at `corpus` and publish an index of it under `root`, built on Ray.
+
+    Like the local engine, nothing is built when the published index is up to date (unless `rebuild`).
+    """
     started = time.perf_counter()
     articles, report = load_corpus(corpus)
     say(f"Loaded {corpus}: {report.summary()}")
+    if not rebuild:
+        current = up_to_date(corpus, root, articles, report, embedder_factory(), chunker, lexical, say=say)
+        if current is not None:
+            current.seconds = time.perf_counter() - started
+            return current
     result = ray_build_index(articles, root, embedder_factory, options, chunker, lexical, say, report)
     result.seconds = time.perf_counter() - started
     return result

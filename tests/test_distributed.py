@@ -21,12 +21,14 @@ from indexer.distributed import (
     _check_complete,
     embed_actor_count,
     ray_build_index,
+    ray_index_corpus,
     ray_session,
     require_ray,
 )
 from indexer.embedding import FakeEmbedder
 from indexer.errors import NewsdeskError
 from indexer.manifest import IVF_DATA_NAME, LEXICAL_DIR, STORE_NAME, VECTORS_NAME, Manifest
+from indexer.publish import current_build
 from indexer.search import SearchIndex
 from tests.conftest import SEED_CORPUS
 
@@ -159,6 +161,20 @@ def test_a_large_ray_build_streams_its_vectors_into_sharded_ivf(tmp_path: Path, 
     for query in QUERIES:
         assert [h.chunk_id for h in ray_index.search(query, k=10, mode="dense")] == [
             h.chunk_id for h in local_index.search(query, k=10, mode="dense")], query
+
+
+def test_an_up_to_date_index_is_not_rebuilt_on_ray(tmp_path: Path, ray_cluster: None):
+    root = tmp_path / "index"
+    first = ray_index_corpus(SEED_CORPUS, root, FakeEmbedder, OPTIONS)
+    again = ray_index_corpus(SEED_CORPUS, root, FakeEmbedder, OPTIONS)
+    assert again.index_id == first.index_id and again.path == first.path
+    assert again.chunks == first.chunks and again.reused == first.chunks and again.embedded == 0
+    assert Manifest.read(current_build(root)).index_id == first.index_id
+
+    forced = ray_index_corpus(SEED_CORPUS, root, FakeEmbedder, OPTIONS, rebuild=True)
+    assert forced.index_id != first.index_id
+    assert Manifest.read(current_build(root)).index_id == forced.index_id
+    assert Manifest.read(current_build(root)).extra["engine"] == "ray"
 
 
 @pytest.mark.integration
