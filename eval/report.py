@@ -156,8 +156,8 @@ def eval_markdown(report: dict) -> str:
         "",
         f"Index `{index['id']}`: {index['articles']} articles, {index['chunks']} chunks; model `{settings['model']}` "
         f"({_kv(settings.get('embedder_backend', {}))}); "
-        f"chunker {_kv(settings['chunker'])}; BM25 {_kv(settings['lexical'])}; hybrid fusion {fusion['fusion']} "
-        f"(alpha {fusion['alpha']}, depth {fusion['depth']}).",
+        f"chunker {_kv(settings['chunker'])}; BM25 {_kv(settings['lexical'])}; "
+        f"hybrid fusion {describe_fusion(fusion)}.",
         "",
         "A passage is relevant when it comes from a labelled article and its span contains the labelled answer "
         "text. Recall@k is the share of a question's labelled answers found in the top k passages; answer-hit@5 "
@@ -260,6 +260,16 @@ def _first(results: dict, key: str) -> object:
 
 def _num(value: float | None, unit: str) -> str:
     return "unknown" if value is None else f"{value:,.1f}{unit}"
+
+
+def describe_fusion(config: dict) -> str:
+    """A SearchConfig (as a dict) in words, naming only the settings its fusion reads."""
+    name, depth = config["fusion"], config["depth"]
+    if name == "additive":
+        return f"additive (BM25 weight {config['lexical_weight']:g}, depth {depth})"
+    if name == "rrf":
+        return f"rrf (depth {depth})"
+    return f"{name} (dense weight {config['alpha']:g}, depth {depth})"
 
 
 def _kv(settings: dict) -> str:

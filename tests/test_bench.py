@@ -229,3 +229,13 @@ def test_bench_with_the_real_model(dataset: Path, tmp_path: Path, real_embedder,
     assert report["settings"]["model"].startswith("sentence-transformers/all-MiniLM-L6-v2+lora-")
     for mode in ("dense", "hybrid"):  # each query uses words of its own document only
         assert report["results"][mode]["mrr@10"] >= 0.8, mode
+
+
+def test_reports_name_the_settings_their_fusion_reads():
+    from dataclasses import asdict
+
+    from eval.report import describe_fusion
+
+    assert describe_fusion(asdict(SearchConfig())) == "additive (BM25 weight 1, depth 100)"
+    assert describe_fusion(asdict(SearchConfig(fusion="convex", alpha=0.75))) == "convex (dense weight 0.75, depth 100)"
+    assert describe_fusion(asdict(SearchConfig(fusion="rrf", depth=50))) == "rrf (depth 50)"
