@@ -59,10 +59,11 @@ def chunk_text(lab: Lab, c: int) -> str:
     return f"{title}\n{lab.chunk_texts[c]}" if title else lab.chunk_texts[c]
 
 
-def hybrid_rankings(lab: Lab, split: Split, qv: np.ndarray, cv: np.ndarray, weight: float = 1.0):
+def hybrid_rankings(lab: Lab, split: Split, qv: np.ndarray, cv: np.ndarray, weight: float = 1.0, dense=None):
+    """Additive hybrid and dense-only rankings; `dense` (queries x chunks) replaces qv @ cv.T when given."""
     lex = lab.lexicon.scores([analyze(t) for t in split.texts])
     ceiling = lab.lexicon.ceiling([analyze(t) for t in split.texts])
-    dense = qv @ cv.T
+    dense = qv @ cv.T if dense is None else dense
     return F.additive(lab, dense, lex, ceiling, weight), F.single(lab, dense)
 
 
@@ -263,6 +264,11 @@ def evaluate(args: argparse.Namespace) -> None:
                 tuned_h, tuned_d = hybrid_rankings(lab, split, qv_all[split.rows], cv, weight)
                 row["tuned dense"] = lab.evaluate(split, tuned_d)["ndcg@10"]
                 row[f"tuned hybrid {weight}"] = lab.evaluate(split, tuned_h)["ndcg@10"]
+            for share in args.base_shares:  # an ensemble: base and adapted cosines averaged
+                base_cos = lab.query_vectors[split.rows] @ lab.vectors.T
+                mixed = share * base_cos + (1 - share) * (qv_all[split.rows] @ cv.T)
+                mixed_h, _ = hybrid_rankings(lab, split, None, None, dense=mixed)  # type: ignore[arg-type]
+                row[f"hybrid, base share {share}"] = lab.evaluate(split, mixed_h)["ndcg@10"]
             rows.append(row)
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
     (args.out / f"eval-{args.scheme}{'-test' if args.report_test else ''}.json").write_text(json.dumps(rows, indent=2))
@@ -293,6 +299,8 @@ def main() -> None:
     e.add_argument("--scheme", choices=("val", "full"), default="val")
     e.add_argument("--weights", type=float, nargs="+", default=[1.0])
     e.add_argument("--report-test", action="store_true")
+    e.add_argument("--base-shares", type=float, nargs="*", default=[],
+                   help="also rank by share x base cosine + (1 - share) x adapted cosine (an ensemble)")
     e.add_argument("--sets", nargs="+", choices=tuple(SETS), default=list(SETS))
     e.set_defaults(func=evaluate)
     args = parser.parse_args()
