@@ -155,7 +155,8 @@ def ray_build_index(
         publish(root, build)
     seconds = time.perf_counter() - started
     say(f"Published index {build.name} at {root} ({len(articles)} articles, {len(chunks)} chunks) in {seconds:.1f}s")
-    return BuildResult(build.name, build, len(articles), len(chunks), seconds, report)
+    # The Ray engine has no embedding cache: every chunk was embedded.
+    return BuildResult(build.name, build, len(articles), len(chunks), seconds, report, embedded=len(chunks))
 
 
 def chunk_and_embed(

@@ -166,6 +166,7 @@ def test_a_large_ray_build_streams_its_vectors_into_sharded_ivf(tmp_path: Path, 
 def test_an_up_to_date_index_is_not_rebuilt_on_ray(tmp_path: Path, ray_cluster: None):
     root = tmp_path / "index"
     first = ray_index_corpus(SEED_CORPUS, root, FakeEmbedder, OPTIONS)
+    assert first.embedded == first.chunks > 0 and first.reused == 0
     again = ray_index_corpus(SEED_CORPUS, root, FakeEmbedder, OPTIONS)
     assert again.index_id == first.index_id and again.path == first.path
     assert again.chunks == first.chunks and again.reused == first.chunks and again.embedded == 0

@@ -71,8 +71,8 @@ def mine_examples(lab: Lab, split: Split) -> list[tuple[str, str, list[str]]]:
     """(query, positive chunk text, hard negative chunk texts) per relevant document.
 
     Positive: the relevant document's chunk closest to the query (base model). Negatives: for
-    each document ranked 3-30 by the shipped hybrid that is not labelled relevant, its chunk
-    closest to the query. Training draws one of them per example: once, or afresh every epoch
+    each document ranked 3-30 by the shipped hybrid that is not labelled relevant (31-60 if
+    none is), its chunk closest to the query. Training draws one of them per example: once, or afresh every epoch
     with `--resample-negatives`.
     """
     qv = lab.query_vectors[split.rows]
