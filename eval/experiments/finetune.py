@@ -59,11 +59,10 @@ def chunk_text(lab: Lab, c: int) -> str:
     return f"{title}\n{lab.chunk_texts[c]}" if title else lab.chunk_texts[c]
 
 
-def hybrid_rankings(lab: Lab, split: Split, qv: np.ndarray, cv: np.ndarray, weight: float = 1.0, dense=None):
-    """Additive hybrid and dense-only rankings; `dense` (queries x chunks) replaces qv @ cv.T when given."""
+def hybrid_rankings(lab: Lab, split: Split, dense: np.ndarray, weight: float = 1.0):
+    """Additive hybrid and dense-only rankings from the split's cosines (queries x chunks)."""
     lex = lab.lexicon.scores([analyze(t) for t in split.texts])
     ceiling = lab.lexicon.ceiling([analyze(t) for t in split.texts])
-    dense = qv @ cv.T if dense is None else dense
     return F.additive(lab, dense, lex, ceiling, weight), F.single(lab, dense)
 
 
@@ -72,12 +71,11 @@ def mine_examples(lab: Lab, split: Split) -> list[tuple[str, str, list[str]]]:
 
     Positive: the relevant document's chunk closest to the query (base model). Negatives: for
     each document ranked 3-30 by the shipped hybrid that is not labelled relevant (31-60 if
-    none is), its chunk closest to the query. Training draws one of them per example: once, or afresh every epoch
-    with `--resample-negatives`.
+    none is), its chunk closest to the query. Training draws one of them per example: once,
+    or afresh every epoch with `--resample-negatives`.
     """
-    qv = lab.query_vectors[split.rows]
-    rankings, _ = hybrid_rankings(lab, split, qv, lab.vectors)
-    dense = qv @ lab.vectors.T
+    dense = lab.query_vectors[split.rows] @ lab.vectors.T
+    rankings, _ = hybrid_rankings(lab, split, dense)
     first = lab.doc_first
     last = np.append(first[1:], len(lab.chunk_doc))
     position = {d: i for i, d in enumerate(lab.doc_ids)}
@@ -256,18 +254,18 @@ def evaluate(args: argparse.Namespace) -> None:
         if args.report_test:
             splits.append(lab.split(test))
         for split in splits:
-            base_h, base_d = hybrid_rankings(lab, split, lab.query_vectors[split.rows], lab.vectors)
+            base_cos = lab.query_vectors[split.rows] @ lab.vectors.T
+            tuned_cos = qv_all[split.rows] @ cv.T
+            base_h, base_d = hybrid_rankings(lab, split, base_cos)
             row = {"set": f"{dataset} {split.name}", "queries": len(split.query_ids),
                    "base dense": lab.evaluate(split, base_d)["ndcg@10"],
                    "base hybrid": lab.evaluate(split, base_h)["ndcg@10"]}
             for weight in args.weights:
-                tuned_h, tuned_d = hybrid_rankings(lab, split, qv_all[split.rows], cv, weight)
+                tuned_h, tuned_d = hybrid_rankings(lab, split, tuned_cos, weight)
                 row["tuned dense"] = lab.evaluate(split, tuned_d)["ndcg@10"]
                 row[f"tuned hybrid {weight}"] = lab.evaluate(split, tuned_h)["ndcg@10"]
             for share in args.base_shares:  # an ensemble: base and adapted cosines averaged
-                base_cos = lab.query_vectors[split.rows] @ lab.vectors.T
-                mixed = share * base_cos + (1 - share) * (qv_all[split.rows] @ cv.T)
-                mixed_h, _ = hybrid_rankings(lab, split, None, None, dense=mixed)  # type: ignore[arg-type]
+                mixed_h, _ = hybrid_rankings(lab, split, share * base_cos + (1 - share) * tuned_cos)
                 row[f"hybrid, base share {share}"] = lab.evaluate(split, mixed_h)["ndcg@10"]
             rows.append(row)
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
