@@ -14,6 +14,7 @@ Protocol (nothing here reads a test split unless `--report-test` is given):
 
     python -m eval.experiments.finetune train OUT [--scheme val|full] [--rank 16] [--epochs 1] ...
     python -m eval.experiments.finetune evaluate OUT [--scheme val|full] [--report-test]
+    python -m eval.experiments.finetune soup OUT ADAPTER_DIR ADAPTER_DIR...
 
 Vectors of the adapted model are cached in OUT per dataset (re-embedding is the slow step).
 """
@@ -133,6 +134,22 @@ def save_adapter(wrappers: dict, path: Path, meta: dict) -> None:
         arrays[f"{name}.B"] = (w.B.detach().numpy() * w.scale).astype(np.float32)  # scale folded into B
     np.savez(path, **arrays)
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def soup(args: argparse.Namespace) -> None:
+    """Average adapters' weight updates exactly: ranks stacked, each B divided by the number of adapters."""
+    loaded = [np.load(path / "adapter.npz") for path in args.adapters]
+    names = sorted(key[: -len(".A")] for key in loaded[0].files if key.endswith(".A"))
+    arrays = {}
+    for name in names:
+        arrays[f"{name}.A"] = np.concatenate([z[f"{name}.A"] for z in loaded], axis=0)
+        arrays[f"{name}.B"] = np.concatenate([z[f"{name}.B"] for z in loaded], axis=1) / len(loaded)
+    args.out.mkdir(parents=True, exist_ok=True)
+    meta = {"soup_of": [str(path) for path in args.adapters]}
+    for path in args.adapters:
+        meta[str(path)] = json.loads((path / "adapter.json").read_text())
+    np.savez(args.out / "adapter.npz", **arrays)
+    (args.out / "adapter.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def merged_model(adapter: Path | None):  # type: ignore[no-untyped-def]
@@ -301,6 +318,10 @@ def main() -> None:
                    help="also rank by share x base cosine + (1 - share) x adapted cosine (an ensemble)")
     e.add_argument("--sets", nargs="+", choices=tuple(SETS), default=list(SETS))
     e.set_defaults(func=evaluate)
+    m = sub.add_parser("soup", help="average trained adapters (their weight updates) into OUT/adapter.npz")
+    m.add_argument("out", type=Path)
+    m.add_argument("adapters", type=Path, nargs="+", help="folders holding adapter.npz")
+    m.set_defaults(func=soup)
     args = parser.parse_args()
     args.func(args)
 
