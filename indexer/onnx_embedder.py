@@ -100,11 +100,35 @@ def ensure_model(root: Path | None = None, model: str = "tuned") -> Path:
 
 def _export(source: Path, work: Path, model_name: str) -> dict[str, object]:
     """Export, fuse, quantize and check the model in `work`; returns what was done, for export.json."""
-    import warnings
-
     import onnx
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model, fused = export_fused(source, work, model_name)
+    int8 = work / MODEL_FILE
+    quantize_dynamic(
+        str(fused), str(int8), weight_type=QuantType.QInt8, per_channel=True,
+        # Asymmetric weights (a zero point per channel): a little closer to fp32, no slower.
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "WeightSymmetric": False},
+    )
+    fused.unlink()
+    worst = _check(model, int8)
+    return {
+        "model_id": model_id(model_name),
+        "source": str(source),
+        "recipe": EXPORT_VERSION,
+        "onnxruntime": metadata.version("onnxruntime"),
+        "torch": torch.__version__,
+        "quantization": "dynamic int8, per-channel asymmetric weights",
+        "probe_min_cosine_vs_fp32": round(worst, 5),
+    }
+
+
+def export_fused(source: Path, work: Path, model_name: str):  # type: ignore[no-untyped-def]
+    """The fp32 torch model and its fused fp32 ONNX graph (`work/model.fused.onnx`), before quantization."""
+    import warnings
+
+    import torch
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
     from transformers import AutoModel
@@ -121,9 +145,9 @@ def _export(source: Path, work: Path, model_name: str) -> dict[str, object]:
     pooled = _mean_pooled(model)
     ids = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]], dtype=torch.long)
     mask = (ids != 0).long()
-    fp32, fused, int8 = work / "model.fp32.onnx", work / "model.fused.onnx", work / MODEL_FILE
+    fp32, fused = work / "model.fp32.onnx", work / "model.fused.onnx"
     with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # tracer chatter about shapes; the check below is what counts
+        warnings.simplefilter("ignore")  # tracer chatter about shapes; _check after quantization is what counts
         torch.onnx.export(
             pooled,
             (ids, mask, torch.zeros_like(ids)),
@@ -150,23 +174,8 @@ def _export(source: Path, work: Path, model_name: str) -> dict[str, object]:
             hidden_size=config["hidden_size"], opt_level=1, optimization_options=fusions,
         )
         optimized.save_model_to_file(str(fused))
-        quantize_dynamic(
-            str(fused), str(int8), weight_type=QuantType.QInt8, per_channel=True,
-            # Asymmetric weights (a zero point per channel): a little closer to fp32, no slower.
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "WeightSymmetric": False},
-        )
     fp32.unlink()
-    fused.unlink()
-    worst = _check(model, int8)
-    return {
-        "model_id": model_id(model_name),
-        "source": str(source),
-        "recipe": EXPORT_VERSION,
-        "onnxruntime": metadata.version("onnxruntime"),
-        "torch": torch.__version__,
-        "quantization": "dynamic int8, per-channel asymmetric weights",
-        "probe_min_cosine_vs_fp32": round(worst, 5),
-    }
+    return model, fused
 
 
 def _check(model: object, path: Path) -> float:
