@@ -230,3 +230,22 @@ def test_lost_or_repeated_chunks_are_detected():
         _check_complete(np.array([0, 0, 1, 2, 2]), np.array([0, 1, 0, 0, 2]))  # article 2 lost ordinal 1
     with pytest.raises(NewsdeskError):
         _check_complete(np.array([0, 0, 0]), np.array([0, 1, 1]))  # ordinal 1 twice
+
+
+@pytest.mark.parametrize("flags, rebuild", [([], False), (["--rebuild"], True)])
+def test_cli_passes_rebuild_to_the_ray_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys,
+                                               flags: list[str], rebuild: bool):
+    """The wiring only (the real Ray build is covered above): `--rebuild` reaches ray_index_corpus."""
+    from indexer.build import BuildResult
+
+    calls = []
+
+    def fake_ray_index_corpus(corpus, root, factory, options, say, rebuild):  # type: ignore[no-untyped-def]
+        calls.append(rebuild)
+        return BuildResult("id", root, articles=3, chunks=12, seconds=0.1)
+
+    monkeypatch.setattr(distributed, "require_ray", lambda: None)
+    monkeypatch.setattr(distributed, "ray_index_corpus", fake_ray_index_corpus)
+    code = main(["index", str(SEED_CORPUS), "--index-dir", str(tmp_path / "index"), "--engine", "ray", *flags])
+    assert code == 0, capsys.readouterr().err
+    assert calls == [rebuild]
