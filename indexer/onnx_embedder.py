@@ -100,17 +100,11 @@ def ensure_model(root: Path | None = None, model: str = "tuned") -> Path:
 
 def _export(source: Path, work: Path, model_name: str) -> dict[str, object]:
     """Export, fuse, quantize and check the model in `work`; returns what was done, for export.json."""
-    import onnx
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model, fused = export_fused(source, work, model_name)
     int8 = work / MODEL_FILE
-    quantize_dynamic(
-        str(fused), str(int8), weight_type=QuantType.QInt8, per_channel=True,
-        # Asymmetric weights (a zero point per channel): a little closer to fp32, no slower.
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "WeightSymmetric": False},
-    )
+    quantize_int8(fused, int8)
     fused.unlink()
     worst = _check(model, int8)
     return {
@@ -122,6 +116,22 @@ def _export(source: Path, work: Path, model_name: str) -> dict[str, object]:
         "quantization": "dynamic int8, per-channel asymmetric weights",
         "probe_min_cosine_vs_fp32": round(worst, 5),
     }
+
+
+def quantize_int8(fused: Path, target: Path, keep_fp32: Sequence[str] = ()) -> None:
+    """Dynamic int8 weights, one scale per output channel; `keep_fp32` names graph nodes left as they are."""
+    import warnings
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(
+            str(fused), str(target), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=list(keep_fp32),
+            # Asymmetric weights (a zero point per channel): a little closer to fp32, no slower.
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "WeightSymmetric": False},
+        )
 
 
 def export_fused(source: Path, work: Path, model_name: str):  # type: ignore[no-untyped-def]
@@ -237,7 +247,7 @@ def _session(path: Path, threads: int):  # type: ignore[no-untyped-def]
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Spinning workers burn a core while idle between batches and queries.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    # Left out at export for speed (see _export); keep the session from fusing them back.
+    # Left out at export for speed (see export_fused); keep the session from fusing them back.
     slow = ["SkipLayerNormFusion", "BiasGeluFusion"]
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=slow)
 

@@ -140,6 +140,8 @@ def soup(args: argparse.Namespace) -> None:
     """Average adapters' weight updates exactly: ranks stacked, each B divided by the number of adapters."""
     loaded = [np.load(path / "adapter.npz") for path in args.adapters]
     names = sorted(key[: -len(".A")] for key in loaded[0].files if key.endswith(".A"))
+    if any(sorted(z.files) != sorted(loaded[0].files) for z in loaded):
+        raise SystemExit("soup: the adapters adapt different layers; only adapters of one recipe can be averaged.")
     arrays = {}
     for name in names:
         arrays[f"{name}.A"] = np.concatenate([z[f"{name}.A"] for z in loaded], axis=0)

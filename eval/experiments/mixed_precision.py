@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from eval.datasets import load_beir
-from indexer.onnx_embedder import _run, _session, _tokenizer, export_fused
+from indexer.onnx_embedder import _run, _session, _tokenizer, export_fused, quantize_int8
 from indexer.tokens import model_dir
 
 
@@ -55,17 +55,6 @@ def variants(names: list[str]) -> dict[str, list[str]]:
         "layer 5 fp32": [n for n in names if in_layer(n, 5)],
         "all fp32": names,
     }
-
-
-def quantize(fused: Path, target: Path, keep: list[str]) -> None:
-    """The shipped recipe (per-channel asymmetric int8 weights), leaving `keep` in fp32."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(
-        str(fused), str(target), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=keep,
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "WeightSymmetric": False},
-    )
 
 
 def embed(session, tokenizer, texts: list[str]) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -110,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     for number, (name, keep) in enumerate(variants(names).items()):
         path = fused if keep == names else args.work / f"variant-{number}.onnx"
         if keep != names:
-            quantize(fused, path, keep)
+            quantize_int8(fused, path, keep)
         session = _session(path, threads=1)
         embed(session, tokenizer, docs["scifact"][:64])  # warm-up
         start = time.perf_counter()
