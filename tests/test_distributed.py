@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from indexer import distributed, ivf, vector_index
-from indexer.build import build_index
+from indexer.build import BuildResult, build_index
 from indexer.cli import main
 from indexer.corpus import Article, load_corpus
 from indexer.distributed import (
@@ -236,8 +236,6 @@ def test_lost_or_repeated_chunks_are_detected():
 def test_cli_passes_rebuild_to_the_ray_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys,
                                                flags: list[str], rebuild: bool):
     """The wiring only (the real Ray build is covered above): `--rebuild` reaches ray_index_corpus."""
-    from indexer.build import BuildResult
-
     calls = []
 
     def fake_ray_index_corpus(corpus, root, factory, options, say, rebuild):  # type: ignore[no-untyped-def]

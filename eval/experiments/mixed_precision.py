@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from eval.datasets import load_beir
-from indexer.onnx_embedder import _run, _session, _tokenizer, export_fused, quantize_int8
+from indexer.onnx_embedder import OnnxEmbedder, export_fused, quantize_int8
 from indexer.tokens import model_dir
 
 
@@ -57,17 +57,6 @@ def variants(names: list[str]) -> dict[str, list[str]]:
     }
 
 
-def embed(session, tokenizer, texts: list[str]) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """Length-sorted batches of 32, as the embedder runs them."""
-    tokens = [e.ids for e in tokenizer.encode_batch(texts)]
-    order = np.argsort([len(t) for t in tokens], kind="stable")
-    out = np.empty((len(texts), 384), dtype=np.float32)
-    for start in range(0, len(order), 32):
-        rows = order[start : start + 32]
-        out[rows] = _run(session, [tokens[r] for r in rows])
-    return out
-
-
 def top10_overlap(queries: np.ndarray, docs: np.ndarray, ref_queries: np.ndarray, ref_docs: np.ndarray) -> float:
     got = np.argsort(-(queries @ docs.T), axis=1)[:, :10]
     want = np.argsort(-(ref_queries @ ref_docs.T), axis=1)[:, :10]
@@ -92,22 +81,21 @@ def main(argv: list[str] | None = None) -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     _, fused = export_fused(Path(model_dir()), args.work, "tuned")
     names = [n.name for n in onnx.load(str(fused)).graph.node if n.op_type in ("MatMul", "Attention")]
-    tokenizer = _tokenizer()
-    reference = _session(fused, threads=1)
-    ref = {k: (embed(reference, tokenizer, docs[k]), embed(reference, tokenizer, queries[k])) for k in sets}
+    reference = OnnxEmbedder(threads=1, workers=1, model_path=fused)  # the shipped batching, one thread
+    ref = {k: (reference.embed(docs[k]), reference.embed(queries[k])) for k in sets}
     results: dict[str, dict[str, float]] = {}
     for number, (name, keep) in enumerate(variants(names).items()):
         path = fused if keep == names else args.work / f"variant-{number}.onnx"
         if keep != names:
             quantize_int8(fused, path, keep)
-        session = _session(path, threads=1)
-        embed(session, tokenizer, docs["scifact"][:64])  # warm-up
+        embedder = OnnxEmbedder(threads=1, workers=1, model_path=path)
+        embedder.embed(docs["scifact"][:64])  # warm-up
         start = time.perf_counter()
-        got = {k: embed(session, tokenizer, docs[k]) for k in sets}
+        got = {k: embedder.embed(docs[k]) for k in sets}
         seconds = time.perf_counter() - start
         cosines, overlaps = [], []
         for k in sets:
-            q = embed(session, tokenizer, queries[k])
+            q = embedder.embed(queries[k])
             cosines += [(got[k] * ref[k][0]).sum(axis=1), (q * ref[k][1]).sum(axis=1)]
             overlaps.append(top10_overlap(q, got[k], ref[k][1], ref[k][0]))
         cos = np.concatenate(cosines)
