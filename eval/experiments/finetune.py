@@ -180,7 +180,7 @@ def train(args: argparse.Namespace) -> None:
         split = lab.split(tune)
         if args.scheme == "val":
             split = subset(split, ~held_out(dataset, split), f"{tune}-fit")
-        mined = mine_examples(lab, split)
+        mined = mine_examples(lab, split) * args.repeat.get(dataset, 1)
         if not args.resample_negatives:
             mined = [(q, pos, [negatives[rng.integers(len(negatives))]]) for q, pos, negatives in mined]
         print(f"{dataset}: {len(mined)} training pairs from {len(split.query_ids)} queries", file=sys.stderr)
@@ -291,6 +291,19 @@ def evaluate(args: argparse.Namespace) -> None:
     (args.out / f"eval-{args.scheme}{'-test' if args.report_test else ''}.json").write_text(json.dumps(rows, indent=2))
 
 
+def repeat_counts(text: str) -> dict[str, int]:
+    """`scifact=2,realtimeqa=1` -> {"scifact": 2, "realtimeqa": 1}."""
+    counts = {}
+    for part in text.split(","):
+        name, _, n = part.partition("=")
+        if name not in SETS or not n.isdigit() or int(n) < 1:
+            raise argparse.ArgumentTypeError(
+                f"expected DATASET=N with DATASET in {sorted(SETS)} and N >= 1, got {part!r}"
+            )
+        counts[name] = int(n)
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(required=True)
@@ -310,6 +323,8 @@ def main() -> None:
                    help="add the chunk -> query direction to the contrastive loss")
     t.add_argument("--train-on", nargs="+", choices=tuple(SETS), default=list(SETS),
                    help="datasets whose tuning split trains the adapter (one alone: the cross-domain check)")
+    t.add_argument("--repeat", type=repeat_counts, default={}, metavar="DATASET=N[,DATASET=N]",
+                   help="show each training pair of DATASET N times an epoch (each copy draws its own negative)")
     t.set_defaults(func=train)
     e = sub.add_parser("evaluate")
     e.add_argument("out", type=Path)
