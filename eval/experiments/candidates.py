@@ -1,0 +1,112 @@
+"""Plot every adapter whose test figures were read: SciFact test against RealTimeQA test.
+
+Reads only committed reports (int8 defaults, hybrid nDCG@10): the base model
+(`eval/results/*-base-model/`), the shipped adapter (`eval/results/{scifact,realtimeqa,labelled}/`)
+and the candidates that were not shipped (`eval/results/finetune/candidates-int8-test.json`).
+Each point is marked by the labelled-set gate of issue 7, judged against the base model: hybrid
+answer-hit@5 and R@5 no lower, `/ask` accuracy and unanswerable questions abstained no lower.
+
+    python -m eval.experiments.candidates --out eval/results/finetune/candidates-test.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+TARGETS = {"scifact": 0.75, "realtimeqa": 0.76}
+
+
+def _report(name: str) -> dict:
+    return json.loads((RESULTS / name / "results.json").read_text(encoding="utf-8"))
+
+
+def _labelled(report: dict) -> dict:
+    """The gate's figures, from a `newsdesk eval` report or a candidate's `labelled` entry."""
+    hybrid, abstention = report["hybrid"] if "hybrid" in report else report["results"]["hybrid"], report["abstention"]
+    return {
+        "answer_hit@5": hybrid["answer_hit@5"],
+        "recall@5": hybrid["recall@5"],
+        "answer_accuracy": abstention["answer_accuracy"],
+        "abstained": abstention["unanswerable_abstained"],
+    }
+
+
+def points() -> dict[str, dict]:
+    """Name -> SciFact and RealTimeQA test nDCG@10 and the labelled-set figures."""
+    rows = {
+        "base model": ("scifact-base-model", "realtimeqa-base-model", "labelled-base-model"),
+        "shipped adapter (4 epochs, lr 2e-4)": ("scifact", "realtimeqa", "labelled"),
+    }
+    found = {
+        name: {
+            "scifact": _report(scifact)["results"]["hybrid"]["ndcg@10"],
+            "realtimeqa": _report(realtimeqa)["results"]["hybrid"]["ndcg@10"],
+            "labelled": _labelled(_report(labelled)),
+        }
+        for name, (scifact, realtimeqa, labelled) in rows.items()
+    }
+    candidates = json.loads((RESULTS / "finetune" / "candidates-int8-test.json").read_text(encoding="utf-8"))
+    for name, row in candidates.items():
+        found[name] = {
+            "scifact": row["scifact test"]["hybrid"]["ndcg@10"],
+            "realtimeqa": row["realtimeqa test"]["hybrid"]["ndcg@10"],
+            "labelled": _labelled(row["labelled"]),
+        }
+    return found
+
+
+def passes_gate(labelled: dict, base: dict) -> bool:
+    # Rounded to the reports' three decimals: candidates store rounded figures.
+    return all(round(labelled[key], 3) >= round(base[key], 3) for key in base)
+
+
+def plot(found: dict[str, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    base = found["base model"]["labelled"]
+    fig, ax = plt.subplots(figsize=(9, 7))
+    ax.axvline(TARGETS["scifact"], color="grey", linestyle="--", linewidth=1)
+    ax.axhline(TARGETS["realtimeqa"], color="grey", linestyle="--", linewidth=1)
+    ax.fill_between([TARGETS["scifact"], 0.76], TARGETS["realtimeqa"], 0.765, color="tab:green", alpha=0.08,
+                    label="both targets")
+    # Numbered: the candidates sit close together and their names would overlap.
+    for number, (name, row) in enumerate(found.items(), start=1):
+        ok = passes_gate(row["labelled"], base)
+        label = f"{number}  {name}: {row['scifact']:.4f} / {row['realtimeqa']:.4f}, gate {'pass' if ok else 'fail'}"
+        ax.scatter(row["scifact"], row["realtimeqa"], s=60, marker="o" if ok else "X",
+                   color="tab:blue" if ok else "tab:red", label=label)
+        ax.annotate(str(number), (row["scifact"], row["realtimeqa"]), fontsize=9, xytext=(5, 4),
+                    textcoords="offset points")
+    ax.set_xlim(0.727, 0.76)
+    ax.set_ylim(0.728, 0.765)
+    ax.set_xlabel("SciFact test nDCG@10 (hybrid, int8)")
+    ax.set_ylabel("RealTimeQA test nDCG@10 (hybrid, int8)")
+    ax.set_title("Every adapter read on test: the two targets pull against each other")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=RESULTS / "finetune" / "candidates-test.png")
+    args = parser.parse_args()
+    found = points()
+    base = found["base model"]["labelled"]
+    for name, row in found.items():
+        gate = "pass" if passes_gate(row["labelled"], base) else "FAIL"
+        print(f"{name:55s} SciFact {row['scifact']:.4f}  RealTimeQA {row['realtimeqa']:.4f}  gate {gate}")
+    plot(found, args.out)
+    print(f"Wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
