@@ -41,6 +41,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     corpus = Path(args.corpus)
     if not corpus.exists():
         raise NewsdeskError(f"Corpus directory {corpus} does not exist.")
+    if Path(args.index_dir).exists() and not Path(args.index_dir).is_dir():
+        raise NewsdeskError(f"--index-dir {args.index_dir} is a file, not a directory.")
     logging.getLogger("indexer.corpus").setLevel(logging.WARNING)
     if args.engine == "ray":
         result = _ray_index(args, corpus)
@@ -233,6 +235,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except OSError as exc:  # the file system refused: a path that is a file, no permission, a full disk
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"newsdesk: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("newsdesk: interrupted", file=sys.stderr)
         return 130

@@ -38,3 +38,14 @@ def test_ask_errors(tmp_path: Path, capsys):
     assert "No index at" in capsys.readouterr().err
     assert main(["ask", "   ", "--index-dir", str(tmp_path)]) == 2
     assert "question is empty" in capsys.readouterr().err
+
+
+def test_index_dir_that_is_a_file(tmp_path: Path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("not an index")
+    for argv in (["search", "cars"], ["ask", "Who?"], ["index", str(tmp_path)]):
+        assert main([*argv, "--index-dir", str(afile)]) == 2
+        err = capsys.readouterr().err
+        assert "newsdesk: error:" in err and "not a directory" in err and "Traceback" not in err
+    assert main(["search", "cars", "--index-dir", str(afile / "below")]) == 2
+    assert "not a directory" in capsys.readouterr().err
