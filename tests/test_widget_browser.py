@@ -25,6 +25,8 @@ XSS_TEXT = (
     "Hostile markup test. <script>window.__pwned = 1</script> and "
     '<img src=x onerror="window.__pwned = 2"> should show as text, zipzap marker.'
 )
+# Characters outside the Basic Multilingual Plane are one character to the API, two UTF-16 units to JavaScript.
+ASTRAL_TEXT = "Fans 🚗🚗🚗 cheered as the Zeppelin airship 𝔘 flew over the quokka meadow."
 
 
 def _free_port() -> int:
@@ -37,7 +39,8 @@ def _free_port() -> int:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("widget") / "index"
     hostile = Article("hostile", "<b>Hostile</b> title", XSS_TEXT, "Test", "2024-01-01")
-    articles = load_corpus(SEED_CORPUS)[0] + [hostile]
+    astral = Article("astral", "Emoji 🚗 title", ASTRAL_TEXT, "Test", "2024-01-02")
+    articles = load_corpus(SEED_CORPUS)[0] + [hostile, astral]
     embedder = FakeEmbedder()
     build_index(articles, root, embedder, progress=False)
     port = _free_port()
@@ -145,6 +148,21 @@ def test_hostile_article_text_is_shown_literally(server: str, page):
     page.locator("newsdesk-search .article mark[data-cited]").wait_for()
     assert page.evaluate("window.__pwned === undefined")
     assert page.locator("newsdesk-search").evaluate("w => w.shadowRoot.querySelectorAll('script, img, b').length") == 0
+
+
+def test_offsets_past_emoji_mark_the_right_text(server: str, page):
+    page.goto(server + "/?q=Zeppelin+quokka")
+    first = page.locator("newsdesk-search ol.results > li").first
+    first.wait_for()
+    assert first.locator(".title").inner_text() == "Emoji 🚗 title"
+    assert sorted(first.locator(".passage mark").all_inner_texts()) == ["Zeppelin", "quokka"]
+    link = first.locator("a[data-citation]")
+    start, end = int(link.get_attribute("data-start")), int(link.get_attribute("data-end"))
+    link.click()
+    cited = page.locator("newsdesk-search .article mark[data-cited]")
+    cited.wait_for()
+    assert cited.inner_text() == ASTRAL_TEXT[start:end]
+    assert page.locator("newsdesk-search .article").inner_text() == ASTRAL_TEXT
 
 
 def test_empty_and_error_states(server: str, page):

@@ -281,12 +281,12 @@
       this.closeButton.focus();
       try {
         const article = await this.fetchJson(`/articles/${encodeURIComponent(citation.article_id)}`);
-        const text = article.text || "";
-        const mark = el("mark", { "data-cited": "" }, text.slice(citation.start, citation.end));
+        const chars = Array.from(article.text || "");
+        const mark = el("mark", { "data-cited": "" }, cut(chars, citation.start, citation.end));
         this.articleBody.replaceChildren(
-          document.createTextNode(text.slice(0, citation.start)),
+          document.createTextNode(cut(chars, 0, citation.start)),
           mark,
-          document.createTextNode(text.slice(citation.end)),
+          document.createTextNode(cut(chars, citation.end)),
         );
         mark.scrollIntoView({ block: "center" });
       } catch (error) {
@@ -318,22 +318,30 @@
     return date.toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric", timeZone: "UTC" });
   }
 
+  // The API's offsets count characters (code points); a JavaScript string index counts
+  // UTF-16 units, two for an emoji or a rare CJK character. So text is cut as an array of
+  // code points, never with String.slice.
+  function cut(chars, start, end = chars.length) {
+    return chars.slice(start, end).join("");
+  }
+
   // Split passage text (which starts at article offset `base`) into text nodes and
   // <mark> elements for the highlight spans (article offsets).
   function markSpans(text, base, highlights) {
+    const chars = Array.from(text);
     const nodes = [];
     let cursor = 0;
     const spans = highlights
-      .map((h) => [Math.max(0, h.start - base), Math.min(text.length, h.end - base)])
+      .map((h) => [Math.max(0, h.start - base), Math.min(chars.length, h.end - base)])
       .filter(([s, e]) => e > s)
       .sort((a, b) => a[0] - b[0]);
     for (const [start, end] of spans) {
       if (start < cursor) continue;
-      if (start > cursor) nodes.push(document.createTextNode(text.slice(cursor, start)));
-      nodes.push(el("mark", {}, text.slice(start, end)));
+      if (start > cursor) nodes.push(document.createTextNode(cut(chars, cursor, start)));
+      nodes.push(el("mark", {}, cut(chars, start, end)));
       cursor = end;
     }
-    if (cursor < text.length) nodes.push(document.createTextNode(text.slice(cursor)));
+    if (cursor < chars.length) nodes.push(document.createTextNode(cut(chars, cursor)));
     return nodes;
   }
 
