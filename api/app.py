@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import require_key
-from api.body_limit import BodyLimitMiddleware
+from api.body_limit import BodyLimitMiddleware, QueryEncodingMiddleware
 from api.errors import ApiError, error_response, install_error_handlers
 from api.holder import IndexHolder
 from api.limiter import SearchLimiter
@@ -111,6 +111,7 @@ def create_app(
     # Added innermost first: metrics see every response, CORS headers reach errors too.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
                        larger={("POST", "/articles"): settings.max_write_bytes})
+    app.add_middleware(QueryEncodingMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
@@ -185,6 +186,15 @@ def create_app(
             "articles": index.store.article_count, "chunks": index.store.chunk_count,
             "loaded_at": loaded_at, "last_reload_error": manager.last_error,
         }
+
+    # HEAD for load balancers and uptime probes that check with it: the status alone.
+    @app.head("/healthz", include_in_schema=False)
+    async def healthz_head() -> Response:
+        return Response()
+
+    @app.head("/readyz", include_in_schema=False)
+    async def readyz_head() -> Response:
+        return Response(status_code=200 if holder.loaded else 503)
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     async def metrics_endpoint() -> Response:

@@ -16,8 +16,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
-from api.schemas import HAS_TEXT
+from api.schemas import HAS_TEXT, QUERY_TEXT
 from indexer.errors import (
     CorpusError,
     CorruptIndex,
@@ -91,6 +92,12 @@ def describe_validation(
             415, "unsupported_media_type",
             f"The request body must be JSON sent with Content-Type: application/json (got {content_type!r}).",
         )
+    # A body without a Content-Type is not read as JSON; an absent body is answered below.
+    if content_type is None and any(e.get("type") != "missing" for e in body_errors):
+        return ApiError(
+            415, "unsupported_media_type",
+            "The request body must be JSON sent with Content-Type: application/json (no Content-Type was given).",
+        )
     # An unknown field first: {"query": ...} is better answered "unknown field query" than "q is required".
     error = next((e for e in errors if e.get("type") == "extra_forbidden"), errors[0])
     kind = error.get("type", "")
@@ -119,7 +126,7 @@ def describe_validation(
         message = str(reason) if not field or field in str(reason) else f"{label}: {reason}"
     elif kind == "missing":
         message = f"{label} is required" + (f": {rule}." if rule else ".")
-    elif kind == "string_pattern_mismatch" and (error.get("ctx") or {}).get("pattern") == HAS_TEXT:
+    elif kind == "string_pattern_mismatch" and (error.get("ctx") or {}).get("pattern") in (HAS_TEXT, QUERY_TEXT):
         message = f"{label} is empty (only whitespace or control characters); " + (
             "leave it out to search every source." if field == "source" else "type some words."
         )
@@ -160,8 +167,11 @@ def install_error_handlers(app: FastAPI, rules: Mapping[str, str], examples: Map
         if status == 404:
             message = f"No such endpoint: {request.method} {request.url.path}. The endpoints are listed at /docs."
         elif status == 405:
-            allowed = headers.get("Allow") or headers.get("allow") or "see /docs"
-            message = f"{request.method} is not allowed on {request.url.path}; use {allowed}."
+            # Starlette names the methods of the first route with this path only (GET for
+            # /search, which POST serves too): gather them from every route that matches.
+            allowed = _allowed_methods(request) or headers.get("allow") or headers.get("Allow", "")
+            headers = {k: v for k, v in headers.items() if k.lower() != "allow"} | {"Allow": allowed}
+            message = f"{request.method} is not allowed on {request.url.path}; use {allowed or 'see /docs'}."
         else:
             message = str(exc.detail)
         return error_response(status, HTTP_CODES.get(status, f"http_{status}"), message, headers)
@@ -175,6 +185,16 @@ def install_error_handlers(app: FastAPI, rules: Mapping[str, str], examples: Map
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+def _allowed_methods(request: Request) -> str:
+    """The methods the app serves on this request's path, as an Allow header lists them."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
 
 
 def _label(parts: tuple[Any, ...]) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -28,6 +28,12 @@ _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # (every character str.strip removes, plus C0, DEL and C1 controls) rather than \S, which
 # pydantic's regex engine, JavaScript's and Python's each read differently (e.g. \x85, \x1c).
 HAS_TEXT = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+# Queries also hold no control character anywhere (tabs and line breaks are fine), as _plain_text checks.
+_CONTROL = r"\x00-\x08\x0e-\x1f\x7f"
+QUERY_TEXT = rf"^[^{_CONTROL}]*{HAS_TEXT}[^{_CONTROL}]*$"
+# What the corpus loader counts as not text, too (indexer/corpus.py): C0 controls other than
+# tab and line breaks, DEL; and lone surrogates, which JSON's \ud800 escapes can carry.
+_NOT_TEXT = re.compile(rf"[{_CONTROL}\ud800-\udfff]")
 
 
 # ---- responses ------------------------------------------------------------------------------------
@@ -147,10 +153,26 @@ def _not_blank(value: str, field: str) -> str:
     return value.strip()
 
 
-def _not_bool(value: object, field: str, maximum: int) -> object:
-    """JSON true/false are not numbers, though pydantic would read them as 1/0."""
+def _whole_number(value: object, field: str, maximum: int, from_text: bool) -> object:
+    """true/false and, in a JSON body, strings are not numbers, though pydantic would read them so.
+
+    5.0 stays accepted: JSON Schema counts it as an integer, and /docs's schema is the contract.
+    """
+    rule = f"{field} must be a whole number from 1 to {maximum}"
     if isinstance(value, bool):
-        raise ValueError(f"{field} must be a whole number from 1 to {maximum}, got {str(value).lower()}.")
+        raise ValueError(f"{rule}, got {str(value).lower()}.")
+    if isinstance(value, str) and not from_text:
+        shown = repr(value) if len(value) <= 40 else f"{len(value)} characters"
+        raise ValueError(f"{rule}, got the JSON string {shown}; send the number without quotes.")
+    return value
+
+
+def _plain_text(value: object, field: str) -> object:
+    """Refuse control characters (tabs and line breaks are fine) and unpaired surrogates."""
+    if isinstance(value, str) and (found := _NOT_TEXT.search(value)):
+        char = ord(found.group())
+        what = "half of a UTF-16 surrogate pair" if 0xD800 <= char <= 0xDFFF else "a control character"
+        raise ValueError(f"{field} contains U+{char:04X}, {what}, which is not text; send plain text.")
     return value
 
 
@@ -171,16 +193,24 @@ def request_models(settings: Settings) -> RequestModels:
     max_q, max_k = settings.max_query_chars, settings.max_k
 
     class SearchFields(BaseModel):
-        q: str = Field(min_length=1, max_length=max_q, pattern=HAS_TEXT,
+        q: str = Field(min_length=1, max_length=max_q, pattern=QUERY_TEXT,
                        description=f"what to search for (1-{max_q} characters, not all whitespace)")
         k: int = Field(DEFAULT_K, ge=1, le=max_k, description=f"how many passages (1-{max_k})")
         mode: ModeName = Field("hybrid", description="hybrid (both), dense (meaning) or lexical (words, BM25)")
         source: str | None = Field(
-            None, min_length=1, max_length=MAX_SOURCE_CHARS, pattern=HAS_TEXT,
+            None, min_length=1, max_length=MAX_SOURCE_CHARS, pattern=QUERY_TEXT,
             description="only this source (case-insensitive)",
         )
         date_from: date | None = Field(None, description="only articles dated on or after, YYYY-MM-DD")
         date_to: date | None = Field(None, description="only articles dated on or before, YYYY-MM-DD")
+
+        # Query parameters arrive as text; a JSON body's k must be a number (SearchBody).
+        from_text: ClassVar[bool] = True
+
+        @field_validator("q", "source", mode="before")
+        @classmethod
+        def _text(cls, value: object, info: Any) -> object:
+            return _plain_text(value, info.field_name)
 
         @field_validator("q")
         @classmethod
@@ -197,7 +227,7 @@ def request_models(settings: Settings) -> RequestModels:
         @field_validator("k", mode="before")
         @classmethod
         def _k(cls, value: object) -> object:
-            return _not_bool(value, "k", max_k)
+            return _whole_number(value, "k", max_k, cls.from_text)
 
         @field_validator("date_from", "date_to", mode="before")
         @classmethod
@@ -219,20 +249,26 @@ def request_models(settings: Settings) -> RequestModels:
         """POST /search body: the same fields as GET, as a JSON object."""
 
         model_config = ConfigDict(extra="forbid")
+        from_text: ClassVar[bool] = False
 
     class AskBody(BaseModel):
         """POST /ask body."""
 
         model_config = ConfigDict(extra="forbid")
 
-        question: str = Field(min_length=1, max_length=max_q, pattern=HAS_TEXT,
+        question: str = Field(min_length=1, max_length=max_q, pattern=QUERY_TEXT,
                               description=f"a question (1-{max_q} characters, not all whitespace)")
         k: int = Field(DEFAULT_ASK_K, ge=1, le=max_k, description=f"how many passages to consider (1-{max_k})")
 
         @field_validator("k", mode="before")
         @classmethod
         def _k(cls, value: object) -> object:
-            return _not_bool(value, "k", max_k)
+            return _whole_number(value, "k", max_k, from_text=False)
+
+        @field_validator("question", mode="before")
+        @classmethod
+        def _text(cls, value: object) -> object:
+            return _plain_text(value, "question")
 
         @field_validator("question")
         @classmethod

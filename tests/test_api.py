@@ -143,6 +143,45 @@ def test_wrongly_typed_json_fields(client: TestClient, body: bytes, words: tuple
     assert_error(response, 422, "invalid_parameter", *words)
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "code_point"),
+    [("q", "Dai\x00mler", "U+0000"), ("q", "cars\x1b[31m", "U+001B"), ("source", "Bloom\x7fberg", "U+007F")],
+)
+def test_control_characters_in_a_query_are_refused(client: TestClient, field: str, value: str, code_point: str):
+    params = {"q": "cars", field: value}
+    for response in (client.get("/search", params=params), client.post("/search", json=params)):
+        assert_error(response, 422, "invalid_parameter", field, code_point, "control character")
+    asked = client.post("/ask", json={"question": "Who?\x00"})
+    assert_error(asked, 422, "invalid_parameter", "question", "U+0000")
+    # Tabs and line breaks are text.
+    assert client.get("/search", params={"q": "Daimler\tDenza\nBYD"}).status_code == 200
+
+
+def test_unpaired_surrogate_is_named(client: TestClient):
+    body = b'{"q": "\\ud800 Daimler"}'
+    response = client.post("/search", content=body, headers={"content-type": "application/json"})
+    assert_error(response, 422, "invalid_parameter", "q", "U+D800", "surrogate")
+
+
+def test_query_string_that_is_not_utf8(client: TestClient):
+    for query in ("q=Daimler%ff", "q=%ed%a0%80", "q=cars&source=%c3"):
+        assert_error(client.get(f"/search?{query}"), 400, "bad_request", "UTF-8")
+    assert client.get("/search?q=%E6%AF%94%E4%BA%9E%E8%BF%AA").status_code == 200  # 比亞迪, percent-encoded
+
+
+def test_k_as_a_json_string_is_refused(client: TestClient):
+    response = client.post("/search", json={"q": "cars", "k": "5"})
+    assert_error(response, 422, "invalid_parameter", "k", "JSON string", "without quotes")
+    assert client.post("/search", json={"q": "cars", "k": 5.0}).status_code == 200  # JSON Schema's integer
+
+
+def test_body_without_a_content_type(client: TestClient):
+    for path, body in (("/search", b'{"q": "Denza"}'), ("/ask", b'{"question": "Who?"}')):
+        response = client.post(path, content=body)
+        assert "content-type" not in response.request.headers
+        assert_error(response, 415, "unsupported_media_type", "Content-Type: application/json")
+
+
 def test_query_limit_counts_characters_not_bytes(client: TestClient):
     at_limit = "比" * MAX_Q  # 3 bytes each in UTF-8, still MAX_Q characters
     assert client.get("/search", params={"q": at_limit}).status_code == 200

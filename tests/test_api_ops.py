@@ -122,6 +122,19 @@ def test_unknown_route_and_wrong_method(index_dir: Path):
         assert_error(client.get("/nope"), 404, "not_found", "/nope", "/docs")
         assert_error(client.delete("/search"), 405, "method_not_allowed", "DELETE", "GET")
         assert_error(client.get("/ask"), 405, "method_not_allowed", "POST")
+        # The Allow header names every method the path serves, from all of its routes.
+        wrong = client.put("/search")
+        assert_error(wrong, 405, "method_not_allowed", "GET, POST")
+        assert wrong.headers["allow"] == "GET, POST"
+
+
+def test_head_on_health_and_readiness(index_dir: Path, tmp_path: Path):
+    with serve(index_dir) as client:
+        assert client.head("/healthz").status_code == 200
+        assert client.head("/readyz").status_code == 200
+    with serve(tmp_path / "empty") as client:
+        assert client.head("/healthz").status_code == 200
+        assert client.head("/readyz").status_code == 503
 
 
 class ExplodingEmbedder(FakeEmbedder):
