@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import Depends, FastAPI, Query, Response
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from swagger_ui_bundle import swagger_ui_path
 
 from api.auth import require_key
 from api.body_limit import BodyLimitMiddleware, QueryEncodingMiddleware
@@ -43,6 +46,7 @@ from indexer.search import Filters, SearchIndex
 
 _SPACE = re.compile(r"\s+")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+DOCS_ASSETS = "/docs/assets"
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": text}
     for code, text in {
@@ -101,6 +105,10 @@ def create_app(
         summary="Semantic search and questions over news articles, with exact citations.",
         version="0.1.0",
         lifespan=lifespan,
+        # FastAPI's /docs and /redoc load their scripts from a CDN, which an offline
+        # machine cannot reach: /docs is served below from the packaged Swagger UI.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.holder = holder
@@ -204,6 +212,18 @@ def create_app(
     app.state.writer = add_write_routes(app, settings, manager, ERRORS)
     models.examples["/articles"] = ARTICLES_EXAMPLE
     models.rules.update(write_rules(settings))
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        prefix = request.scope.get("root_path", "").rstrip("/")  # behind a proxy that strips a path prefix
+        assets = prefix + DOCS_ASSETS
+        return get_swagger_ui_html(
+            openapi_url=prefix + (app.openapi_url or "/openapi.json"), title=f"{app.title}: API",
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js", swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{assets}/favicon-32x32.png",
+        )
 
     @app.get("/widget.js", include_in_schema=False)
     async def widget_js() -> FileResponse:

@@ -276,7 +276,10 @@ def test_widget_files_and_docs_are_served(index_dir: Path):
         page = client.get("/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert 'widget.js" defer' in page.text  # src="widget.js" or, since main's d4dfb04, "/widget.js"
-        assert client.get("/docs").status_code == 200
+        docs = client.get("/docs")
+        assert docs.status_code == 200 and "/docs/assets/swagger-ui-bundle.js" in docs.text
+        assert "cdn" not in docs.text and "https://" not in docs.text  # served offline
+        assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
         schema = client.get("/openapi.json").json()
         assert {"/search", "/ask", "/articles/{article_id}", "/healthz", "/readyz", "/metrics"} <= set(schema["paths"])
         q = next(p for p in schema["paths"]["/search"]["get"]["parameters"] if p["name"] == "q")

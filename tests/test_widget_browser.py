@@ -165,6 +165,15 @@ def test_offsets_past_emoji_mark_the_right_text(server: str, page):
     assert page.locator("newsdesk-search .article").inner_text() == ASTRAL_TEXT
 
 
+def test_api_docs_render_offline(server: str, page):
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(server + "/docs")
+    page.locator(".opblock").first.wait_for()
+    assert page.locator(".opblock").count() >= 6  # search (GET, POST), ask, articles, health, readiness...
+    assert requested and all(url.startswith(server) or url.startswith("data:") for url in requested), requested
+
+
 def test_empty_and_error_states(server: str, page):
     page.goto(server + "/")
     # Lexical mode: dense search always returns nearest neighbours, words that occur nowhere match nothing.
