@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from api.settings import Settings
-from indexer.search import MODES
+from indexer.search import CONTROL_CHARS, MODES, not_text
 
 ModeName = Literal["hybrid", "dense", "lexical"]
 assert set(MODES) == {"hybrid", "dense", "lexical"}  # keep the API's Literal in step with the indexer
@@ -28,12 +28,9 @@ _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # (every character str.strip removes, plus C0, DEL and C1 controls) rather than \S, which
 # pydantic's regex engine, JavaScript's and Python's each read differently (e.g. \x85, \x1c).
 HAS_TEXT = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
-# Queries also hold no control character anywhere (tabs and line breaks are fine), as _plain_text checks.
-_CONTROL = r"\x00-\x08\x0e-\x1f\x7f"
-QUERY_TEXT = rf"^[^{_CONTROL}]*{HAS_TEXT}[^{_CONTROL}]*$"
-# What the corpus loader counts as not text, too (indexer/corpus.py): C0 controls other than
-# tab and line breaks, DEL; and lone surrogates, which JSON's \ud800 escapes can carry.
-_NOT_TEXT = re.compile(rf"[{_CONTROL}\ud800-\udfff]")
+# Queries also hold no control character anywhere (tabs and line breaks are fine), as
+# indexer.search.not_text checks (which also refuses unpaired surrogates, which JSON can carry).
+QUERY_TEXT = rf"^[^{CONTROL_CHARS}]*{HAS_TEXT}[^{CONTROL_CHARS}]*$"
 
 
 # ---- responses ------------------------------------------------------------------------------------
@@ -169,10 +166,8 @@ def _whole_number(value: object, field: str, maximum: int, from_text: bool) -> o
 
 def _plain_text(value: object, field: str) -> object:
     """Refuse control characters (tabs and line breaks are fine) and unpaired surrogates."""
-    if isinstance(value, str) and (found := _NOT_TEXT.search(value)):
-        char = ord(found.group())
-        what = "half of a UTF-16 surrogate pair" if 0xD800 <= char <= 0xDFFF else "a control character"
-        raise ValueError(f"{field} contains U+{char:04X}, {what}, which is not text; send plain text.")
+    if isinstance(value, str) and (problem := not_text(value, field)):
+        raise ValueError(problem)
     return value
 
 

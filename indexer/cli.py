@@ -84,8 +84,9 @@ def _ray_index(args: argparse.Namespace, corpus: Path):  # type: ignore[no-untyp
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from indexer.search import Filters, SearchIndex
+    from indexer.search import Filters, SearchIndex, validate_query
 
+    validate_query(args.query, args.k, args.mode)  # before the model loads, as the API does
     filters = Filters(args.source, _date_arg(args.date_from, "--from"), _date_arg(args.date_to, "--to"))
     index = SearchIndex.load(Path(args.index_dir), _embedder(args))
     hits = index.search(args.query, k=args.k, mode=args.mode, filters=filters)
@@ -107,10 +108,12 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from indexer.answer import answer_question
-    from indexer.search import SearchIndex
+    from indexer.search import SearchIndex, not_text
 
     if not args.question.strip():
         raise InvalidQuery("question", "The question is empty; type a question about the articles.")
+    if problem := not_text(args.question, "The question"):
+        raise InvalidQuery("question", problem)
     index = SearchIndex.load(Path(args.index_dir), _embedder())
     answer = answer_question(index, args.question, k=args.k)
     if args.json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
@@ -61,6 +62,20 @@ class SearchConfig:
             raise ValueError("depth must be a positive number of candidates.")
 
 
+CONTROL_CHARS = r"\x00-\x08\x0e-\x1f\x7f"  # C0 controls other than tab and line breaks, and DEL
+_NOT_TEXT = re.compile(rf"[{CONTROL_CHARS}\ud800-\udfff]")  # also lone surrogates (JSON's "\ud800")
+
+
+def not_text(value: str, field: str) -> str | None:
+    """Why `value` is not plain text (a control character, an unpaired surrogate), or None."""
+    found = _NOT_TEXT.search(value)
+    if found is None:
+        return None
+    char = ord(found.group())
+    what = "half of a UTF-16 surrogate pair" if 0xD800 <= char <= 0xDFFF else "a control character"
+    return f"{field} contains U+{char:04X}, {what}, which is not text; send plain text."
+
+
 @dataclass(frozen=True)
 class Filters:
     """Restrict results by article source (case-insensitive) and date range (inclusive)."""
@@ -70,6 +85,10 @@ class Filters:
     date_to: date | None = None
 
     def __post_init__(self) -> None:
+        if self.source is not None and not self.source.strip():
+            raise InvalidQuery("source", "source is empty; leave it out to search every source.")
+        if self.source is not None and (problem := not_text(self.source, "source")):
+            raise InvalidQuery("source", problem)
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise InvalidQuery("date_from", "date_from must not be after date_to")
 
@@ -199,7 +218,7 @@ class SearchIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Positions and scores of the top `k` chunks (fusion from `config`, else the index's)."""
         config = config or self.config
-        query = _validate(query, k, mode)
+        query = validate_query(query, k, mode)
         mask = self._mask(filters) if filters and filters.active else None
         depth = max(depth or config.depth, k)
         if mode == "lexical":
@@ -299,9 +318,12 @@ class SearchIndex:
         return allowed[self.store.chunk_article]
 
 
-def _validate(query: str, k: int, mode: str) -> str:
+def validate_query(query: str, k: int = 10, mode: str = "hybrid") -> str:
+    """The query, stripped; InvalidQuery if it is empty or not text, or k or mode is bad."""
     if not isinstance(query, str) or not query.strip():
         raise InvalidQuery("q", "The query is empty; type some words to search for.")
+    if problem := not_text(query, "The query"):
+        raise InvalidQuery("q", problem)
     if mode not in MODES:
         raise InvalidQuery("mode", f"Unknown mode {mode!r}; use one of: {', '.join(MODES)}.")
     if not isinstance(k, int) or k < 1:

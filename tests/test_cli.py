@@ -49,3 +49,13 @@ def test_index_dir_that_is_a_file(tmp_path: Path, capsys):
         assert "newsdesk: error:" in err and "not a directory" in err and "Traceback" not in err
     assert main(["search", "cars", "--index-dir", str(afile / "below")]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_search_and_ask_refuse_what_the_api_refuses(tmp_path: Path, capsys):
+    index = ["--index-dir", str(tmp_path)]  # no index there: the input is checked first
+    assert main(["search", "\x01\x02 cars", *index]) == 2
+    assert "U+0001" in capsys.readouterr().err
+    assert main(["search", "cars", "--source", " ", *index]) == 2
+    assert "source is empty" in capsys.readouterr().err
+    assert main(["ask", "Who\x00?", *index]) == 2
+    assert "U+0000" in capsys.readouterr().err
