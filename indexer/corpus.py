@@ -237,9 +237,12 @@ def _parse_txt(article_id: str, text: str) -> Article:
     first, _, rest = text.partition("\n")
     match = _HEADER_RE.match(first)
     day = source = None
-    if match and _iso_date(match.group(1)):
-        day, source = match.group(1), match.group(2) or None
+    if match:
+        day, source = _iso_date(match.group(1)), match.group(2) or None
         text = rest
+        if day is None:  # " date 2021-02-30 Wire": a header all the same, with an impossible date
+            log.warning("%s: header date %s is not a calendar date; the article is indexed undated",
+                        article_id, match.group(1))
     body = text.strip()
     return Article(article_id, _first_line_title(body) or article_id, body, source, day)
 

@@ -284,3 +284,12 @@ def test_a_directory_vanishing_during_the_scan(tmp_path: Path, monkeypatch: pyte
     articles, report = load_corpus(tmp_path)
     assert [a.article_id for a in articles] == ["keep/x"]
     assert report.skipped == [(str(tmp_path / "gone"), "cannot be listed (No such file or directory)")]
+
+
+def test_header_with_an_impossible_date_is_still_a_header(tmp_path: Path, caplog):
+    (tmp_path / "a.txt").write_text(" date 2021-02-30 Wire\nThe headline\n\nBody text here.\n")
+    with caplog.at_level("WARNING", logger="indexer.corpus"):
+        (article,), _ = load_corpus(tmp_path)
+    assert (article.title, article.date, article.source) == ("The headline", None, "Wire")
+    assert not article.text.startswith(" date")
+    assert "2021-02-30 is not a calendar date" in caplog.text
