@@ -123,7 +123,8 @@ def describe_validation(
         message = f"Unknown field {field!r} {where}; send {example}."
     elif kind == "value_error" or not field:
         reason = (error.get("ctx") or {}).get("error") or error.get("msg", "is invalid")
-        message = str(reason) if not field or field in str(reason) else f"{label}: {reason}"
+        # A nested field is named in full (articles[0].date), even when the reason names it too.
+        message = str(reason) if not field or (label == field and field in str(reason)) else f"{label}: {reason}"
     elif kind == "missing":
         message = f"{label} is required" + (f": {rule}." if rule else ".")
     elif kind == "string_pattern_mismatch" and (error.get("ctx") or {}).get("pattern") in (HAS_TEXT, QUERY_TEXT):
@@ -161,8 +162,9 @@ def install_error_handlers(app: FastAPI, rules: Mapping[str, str], examples: Map
         if status == 400:
             # Raised by FastAPI when it cannot read the body at all (not UTF-8, nested too deep).
             example = examples.get(request.url.path, "a JSON object (see /docs)")
+            reason = "it is not UTF-8, is nested too deeply, or has a number with too many digits"
             return error_response(
-                400, "malformed_json", f"The request body cannot be read as UTF-8 JSON; send {example}.", headers
+                400, "malformed_json", f"The request body cannot be read as JSON ({reason}); send {example}.", headers
             )
         if status == 404:
             message = f"No such endpoint: {request.method} {request.url.path}. The endpoints are listed at /docs."
