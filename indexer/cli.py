@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import json
 import logging
@@ -108,12 +109,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from indexer.answer import answer_question
-    from indexer.search import SearchIndex, not_text
+    from indexer.search import SearchIndex, validate_question
 
-    if not args.question.strip():
-        raise InvalidQuery("question", "The question is empty; type a question about the articles.")
-    if problem := not_text(args.question, "The question"):
-        raise InvalidQuery("question", problem)
+    validate_question(args.question)
     index = SearchIndex.load(Path(args.index_dir), _embedder())
     answer = answer_question(index, args.question, k=args.k)
     if args.json:
@@ -238,13 +236,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
-    except OSError as exc:  # the file system refused: a path that is a file, no permission, a full disk
-        where = f": {exc.filename}" if exc.filename else ""
-        print(f"newsdesk: error: {exc.strerror or exc}{where}", file=sys.stderr)
-        return 2
+    except OSError as exc:
+        if not _file_system_refusal(exc):
+            raise  # a bug or a network failure: its traceback is the useful report
+        paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+        print(f"newsdesk: error: {exc.strerror or exc}" + (f": {paths}" if paths else ""), file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("newsdesk: interrupted", file=sys.stderr)
         return 130
+
+
+def _file_system_refusal(exc: OSError) -> bool:
+    """A path that is a file, is missing or is not writable, or a full or read-only disk."""
+    refusals = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError)
+    return isinstance(exc, refusals) or exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ DEFAULT_MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_TITLE_CHARS = 150
 NOT_TEXT_RATIO = 0.3  # above this share of undecodable or control characters, a file is not text
 
-_HEADER_RE = re.compile(r"^\s*date\s+(\d{4}-\d{2}-\d{2})\s*(.*?)\s*$")
+# A date's shape (month 01-12, day 01-31), then whitespace or the end: "date 2021-02-30 Wire" is a
+# header with an impossible date; "date 1234-56-78 was the deadline" and "date 2021-02-3012" are not.
+_HEADER_RE = re.compile(r"^\s*date\s+(\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01]))(?:\s+(.*?))?\s*$")
 _BULLET_RE = re.compile(r"^\s*(?:[-*\u2022]\s+|#+\s*)")
 _SPACES_RE = re.compile(r"[ \t\f\v\u00a0]+")
 _BLANK_LINES_RE = re.compile(r"\n\s*\n+")

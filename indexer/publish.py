@@ -48,7 +48,7 @@ def current_build(root: Path) -> Path:
             f"No index at {root}. Build one with: newsdesk index corpus/ --index-dir {root}"
         ) from None
     except NotADirectoryError:
-        raise IndexNotFound(f"{root} is not a directory, so it holds no index.") from None
+        raise IndexNotFound(f"{root} is not a directory (or lies under a file), so it holds no index.") from None
     build = root / BUILDS_DIR / index_id
     if not index_id or not build.is_dir():
         raise IndexNotFound(

@@ -62,11 +62,13 @@ class SearchConfig:
             raise ValueError("depth must be a positive number of candidates.")
 
 
-CONTROL_CHARS = r"\x00-\x08\x0e-\x1f\x7f"  # C0 controls other than tab and line breaks, and DEL
+# C0 controls other than tab and line breaks, DEL, and C1 controls other than NEL (a line break).
+CONTROL_CHARS = r"\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f"
 _NOT_TEXT = re.compile(rf"[{CONTROL_CHARS}\ud800-\udfff]")  # also lone surrogates (JSON's "\ud800")
+EMPTY_SOURCE = "source is empty; leave it out to search every source."
 
 
-def not_text(value: str, field: str) -> str | None:
+def text_problem(value: str, field: str) -> str | None:
     """Why `value` is not plain text (a control character, an unpaired surrogate), or None."""
     found = _NOT_TEXT.search(value)
     if found is None:
@@ -86,8 +88,8 @@ class Filters:
 
     def __post_init__(self) -> None:
         if self.source is not None and not self.source.strip():
-            raise InvalidQuery("source", "source is empty; leave it out to search every source.")
-        if self.source is not None and (problem := not_text(self.source, "source")):
+            raise InvalidQuery("source", EMPTY_SOURCE)
+        if self.source is not None and (problem := text_problem(self.source, "source")):
             raise InvalidQuery("source", problem)
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise InvalidQuery("date_from", "date_from must not be after date_to")
@@ -318,17 +320,27 @@ class SearchIndex:
         return allowed[self.store.chunk_article]
 
 
+def validate_question(question: str) -> str:
+    """The question, stripped; InvalidQuery if it is empty or not text."""
+    return _text_or_raise(question, "question", "The question", "type a question about the articles")
+
+
 def validate_query(query: str, k: int = 10, mode: str = "hybrid") -> str:
     """The query, stripped; InvalidQuery if it is empty or not text, or k or mode is bad."""
-    if not isinstance(query, str) or not query.strip():
-        raise InvalidQuery("q", "The query is empty; type some words to search for.")
-    if problem := not_text(query, "The query"):
-        raise InvalidQuery("q", problem)
+    query = _text_or_raise(query, "q", "The query", "type some words to search for")
     if mode not in MODES:
         raise InvalidQuery("mode", f"Unknown mode {mode!r}; use one of: {', '.join(MODES)}.")
     if not isinstance(k, int) or k < 1:
         raise InvalidQuery("k", "k must be a positive integer.")
-    return query.strip()
+    return query
+
+
+def _text_or_raise(value: str, field: str, name: str, advice: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidQuery(field, f"{name} is empty; {advice}.")
+    if problem := text_problem(value, name):
+        raise InvalidQuery(field, problem)
+    return value.strip()
 
 
 def _top(scores: np.ndarray, k: int, positive: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -293,3 +293,11 @@ def test_header_with_an_impossible_date_is_still_a_header(tmp_path: Path, caplog
     assert (article.title, article.date, article.source) == ("The headline", None, "Wire")
     assert not article.text.startswith(" date")
     assert "2021-02-30 is not a calendar date" in caplog.text
+
+
+@pytest.mark.parametrize("first_line", ["date 1234-56-78 was set as the deadline", "date 2021-02-3012 Wire"])
+def test_prose_that_starts_like_a_header_stays_text(tmp_path: Path, first_line: str):
+    (tmp_path / "a.txt").write_text(f"{first_line}\nMore text.\n")
+    (article,), _ = load_corpus(tmp_path)
+    assert (article.title, article.date, article.source) == (first_line, None, None)
+    assert article.text.startswith(first_line)

@@ -12,7 +12,7 @@ from indexer.embedding import FakeEmbedder
 from indexer.errors import CorruptIndex, IncompatibleIndex, IndexNotFound, InvalidQuery
 from indexer.manifest import MANIFEST_NAME, STORE_NAME, VECTORS_NAME, Manifest
 from indexer.publish import BUILDS_DIR, current_build
-from indexer.search import Filters, SearchConfig, SearchIndex
+from indexer.search import Filters, SearchConfig, SearchIndex, validate_question
 from tests.conftest import DAIMLER, SEED_CORPUS, XIAOMI_HT
 
 
@@ -62,6 +62,21 @@ def test_bad_queries_raise_invalid_query(fake_index: SearchIndex):
         fake_index.search("cars", k=0)
     with pytest.raises(InvalidQuery):
         Filters(date_from=date(2022, 1, 2), date_to=date(2022, 1, 1))
+
+
+@pytest.mark.parametrize("query", ["ca\x00rs", "cars\x1b[0m", "cars\x9b", "\ud800 cars"])
+def test_queries_that_are_not_text_raise_invalid_query(fake_index: SearchIndex, query: str):
+    with pytest.raises(InvalidQuery, match="U\\+") as err:
+        fake_index.search(query)
+    assert err.value.field == "q"
+    assert validate_question("  Who?\t") == "Who?"
+    with pytest.raises(InvalidQuery, match="question is empty"):
+        validate_question(" \n")
+    for source in (" ", "Bloom\x00berg"):
+        with pytest.raises(InvalidQuery) as err:
+            Filters(source=source)
+        assert err.value.field == "source"
+    assert fake_index.search("Daimler\tDenza\nBYD", k=1)  # tabs and line breaks are text
 
 
 def test_rrf_and_convex_fusion_return_the_union(tmp_path: Path, fake_embedder: FakeEmbedder):
