@@ -17,16 +17,16 @@ from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
-from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
-from swagger_ui_bundle import swagger_ui_path
+from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from api.auth import require_key
-from api.body_limit import BodyLimitMiddleware, QueryEncodingMiddleware
+from api.body_limit import BodyLimitMiddleware
 from api.errors import ApiError, error_response, install_error_handlers
 from api.holder import IndexHolder
 from api.limiter import SearchLimiter
 from api.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
+from api.query_encoding import QueryEncodingMiddleware
 from api.reload import IndexManager
 from api.schemas import (
     ArticleOut,
@@ -47,6 +47,7 @@ from indexer.search import Filters, SearchIndex
 _SPACE = re.compile(r"\s+")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DOCS_ASSETS = "/docs/assets"
+DOCS_FILES = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css", "favicon-32x32.png": "image/png"}
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": text}
     for code, text in {
@@ -213,8 +214,6 @@ def create_app(
     models.examples["/articles"] = ARTICLES_EXAMPLE
     models.rules.update(write_rules(settings))
 
-    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
-
     @app.get("/docs", include_in_schema=False)
     async def docs(request: Request) -> HTMLResponse:
         prefix = request.scope.get("root_path", "").rstrip("/")  # behind a proxy that strips a path prefix
@@ -224,6 +223,13 @@ def create_app(
             swagger_js_url=f"{assets}/swagger-ui-bundle.js", swagger_css_url=f"{assets}/swagger-ui.css",
             swagger_favicon_url=f"{assets}/favicon-32x32.png",
         )
+
+    @app.get(DOCS_ASSETS + "/{name}", include_in_schema=False)
+    async def docs_asset(name: str) -> FileResponse:
+        # Only what /docs loads: the vendor folder also holds a demo page that fetches a remote spec.
+        if name not in DOCS_FILES:
+            raise ApiError(404, "not_found", f"No such file: {DOCS_ASSETS}/{name}.")
+        return FileResponse(Path(swagger_ui_path) / name, media_type=DOCS_FILES[name])
 
     @app.get("/widget.js", include_in_schema=False)
     async def widget_js() -> FileResponse:

@@ -1,9 +1,8 @@
-"""Refuse requests the app could only misread: oversized bodies, query strings that are not UTF-8."""
+"""Refuse oversized request bodies before reading them in full."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -85,26 +84,3 @@ def _content_length(scope: Scope) -> int | None:
                 return -1
             return length if length >= 0 else -1
     return None
-
-
-
-class QueryEncodingMiddleware:
-    """400 for a query string whose percent-escapes are not UTF-8 (`?q=Daimler%ff`).
-
-    Starlette decodes them with replacement characters, so the app would search for
-    "Daimler\N{REPLACEMENT CHARACTER}" and answer 200 as if the client had asked for it.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raw = scope.get("query_string", b"") if scope["type"] == "http" else b""
-        if raw:
-            try:
-                parse_qsl(raw.decode("latin-1"), keep_blank_values=True, encoding="utf-8", errors="strict")
-            except UnicodeDecodeError:
-                message = "The query string is not UTF-8: percent-encode each parameter's UTF-8 bytes."
-                await error_response(400, "bad_request", message)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)

@@ -87,16 +87,14 @@ def describe_validation(
 ) -> ApiError:
     """One clear ApiError for a failed request validation (the first problem found)."""
     body_errors = [e for e in errors if e.get("loc", ("",))[0] == "body"]
-    if body_errors and content_type is not None and not _is_json(content_type):
+    # FastAPI (0.132 on) reads a body as JSON only when its Content-Type says so; an absent
+    # body (error "missing") is answered below, whatever the header.
+    sent_body = any(e.get("type") != "missing" for e in body_errors)
+    if body_errors and (content_type is not None or sent_body) and not _is_json(content_type or ""):
+        got = f"got {content_type!r}" if content_type is not None else "no Content-Type was given"
         return ApiError(
             415, "unsupported_media_type",
-            f"The request body must be JSON sent with Content-Type: application/json (got {content_type!r}).",
-        )
-    # A body without a Content-Type is not read as JSON; an absent body is answered below.
-    if content_type is None and any(e.get("type") != "missing" for e in body_errors):
-        return ApiError(
-            415, "unsupported_media_type",
-            "The request body must be JSON sent with Content-Type: application/json (no Content-Type was given).",
+            f"The request body must be JSON sent with Content-Type: application/json ({got}).",
         )
     # An unknown field first: {"query": ...} is better answered "unknown field query" than "q is required".
     error = next((e for e in errors if e.get("type") == "extra_forbidden"), errors[0])

@@ -9,12 +9,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from api.settings import Settings
-from indexer.search import CONTROL_CHARS, MODES, not_text
+from indexer.search import CONTROL_CHARS, EMPTY_SOURCE, MODES, text_problem
 
 ModeName = Literal["hybrid", "dense", "lexical"]
 assert set(MODES) == {"hybrid", "dense", "lexical"}  # keep the API's Literal in step with the indexer
@@ -29,8 +29,12 @@ _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # pydantic's regex engine, JavaScript's and Python's each read differently (e.g. \x85, \x1c).
 HAS_TEXT = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 # Queries also hold no control character anywhere (tabs and line breaks are fine), as
-# indexer.search.not_text checks (which also refuses unpaired surrogates, which JSON can carry).
-QUERY_TEXT = rf"^[^{CONTROL_CHARS}]*{HAS_TEXT}[^{CONTROL_CHARS}]*$"
+# indexer.search.text_problem checks; it also refuses unpaired surrogates (JSON's "\ud800"),
+# which no pattern can state (Rust's regex engine has no surrogates). The leading run is the
+# whitespace that is not a control character: disjoint from HAS_TEXT, so a backtracking
+# engine (a client's Python or JavaScript) matches in linear time.
+_LEADING_SPACE = r"\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+QUERY_TEXT = rf"^[{_LEADING_SPACE}]*{HAS_TEXT}[^{CONTROL_CHARS}]*$"
 
 
 # ---- responses ------------------------------------------------------------------------------------
@@ -150,23 +154,24 @@ def _not_blank(value: str, field: str) -> str:
     return value.strip()
 
 
-def _whole_number(value: object, field: str, maximum: int, from_text: bool) -> object:
-    """true/false and, in a JSON body, strings are not numbers, though pydantic would read them so.
+def _json_number(value: object, field: str, maximum: int) -> object:
+    """A JSON body's true/false and strings are not numbers, though pydantic would read them so.
 
     5.0 stays accepted: JSON Schema counts it as an integer, and /docs's schema is the contract.
+    (Query parameters are text by nature: GET /search?k=5 is read by pydantic as usual.)
     """
     rule = f"{field} must be a whole number from 1 to {maximum}"
     if isinstance(value, bool):
         raise ValueError(f"{rule}, got {str(value).lower()}.")
-    if isinstance(value, str) and not from_text:
+    if isinstance(value, str):
         shown = repr(value) if len(value) <= 40 else f"{len(value)} characters"
         raise ValueError(f"{rule}, got the JSON string {shown}; send the number without quotes.")
     return value
 
 
-def _plain_text(value: object, field: str) -> object:
+def plain_text(value: object, field: str) -> object:
     """Refuse control characters (tabs and line breaks are fine) and unpaired surrogates."""
-    if isinstance(value, str) and (problem := not_text(value, field)):
+    if isinstance(value, str) and (problem := text_problem(value, field)):
         raise ValueError(problem)
     return value
 
@@ -199,13 +204,10 @@ def request_models(settings: Settings) -> RequestModels:
         date_from: date | None = Field(None, description="only articles dated on or after, YYYY-MM-DD")
         date_to: date | None = Field(None, description="only articles dated on or before, YYYY-MM-DD")
 
-        # Query parameters arrive as text; a JSON body's k must be a number (SearchBody).
-        from_text: ClassVar[bool] = True
-
         @field_validator("q", "source", mode="before")
         @classmethod
-        def _text(cls, value: object, info: Any) -> object:
-            return _plain_text(value, info.field_name)
+        def _text(cls, value: object, info: ValidationInfo) -> object:
+            return plain_text(value, str(info.field_name))
 
         @field_validator("q")
         @classmethod
@@ -216,13 +218,8 @@ def request_models(settings: Settings) -> RequestModels:
         @classmethod
         def _source(cls, value: str | None) -> str | None:
             if value is not None and not value.strip():
-                raise ValueError("source is empty; leave it out to search every source.")
+                raise ValueError(EMPTY_SOURCE)
             return value.strip() if value is not None else None
-
-        @field_validator("k", mode="before")
-        @classmethod
-        def _k(cls, value: object) -> object:
-            return _whole_number(value, "k", max_k, cls.from_text)
 
         @field_validator("date_from", "date_to", mode="before")
         @classmethod
@@ -244,7 +241,11 @@ def request_models(settings: Settings) -> RequestModels:
         """POST /search body: the same fields as GET, as a JSON object."""
 
         model_config = ConfigDict(extra="forbid")
-        from_text: ClassVar[bool] = False
+
+        @field_validator("k", mode="before")
+        @classmethod
+        def _k(cls, value: object) -> object:
+            return _json_number(value, "k", max_k)
 
     class AskBody(BaseModel):
         """POST /ask body."""
@@ -258,12 +259,12 @@ def request_models(settings: Settings) -> RequestModels:
         @field_validator("k", mode="before")
         @classmethod
         def _k(cls, value: object) -> object:
-            return _whole_number(value, "k", max_k, from_text=False)
+            return _json_number(value, "k", max_k)
 
         @field_validator("question", mode="before")
         @classmethod
         def _text(cls, value: object) -> object:
-            return _plain_text(value, "question")
+            return plain_text(value, "question")
 
         @field_validator("question")
         @classmethod

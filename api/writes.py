@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from api.auth import require_key
 from api.errors import ApiError
 from api.reload import IndexManager
-from api.schemas import HAS_TEXT, MAX_SOURCE_CHARS, ErrorOut, parse_date
+from api.schemas import HAS_TEXT, MAX_SOURCE_CHARS, ErrorOut, parse_date, plain_text
 from api.settings import Settings
 from indexer.corpus import Article
 
@@ -70,6 +70,11 @@ def write_models(settings: Settings) -> type[BaseModel]:
         source: str | None = Field(None, min_length=1, max_length=MAX_SOURCE_CHARS, pattern=HAS_TEXT)
         date: str | None = Field(None, description="publication date, YYYY-MM-DD", json_schema_extra={"format": "date"})
         url: str | None = Field(None, max_length=MAX_URL_CHARS, pattern=URL_PATTERN, description="http(s) URL")
+
+        @field_validator("source", mode="before")
+        @classmethod
+        def _source(cls, value: object) -> object:
+            return plain_text(value, "source")  # as /search's source filter requires, or it could not be found
 
         @field_validator("date", mode="before")
         @classmethod

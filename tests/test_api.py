@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.query_encoding import is_utf8_query
+from api.schemas import QUERY_TEXT
 from api.settings import Settings
 from indexer.build import build_index
 from indexer.corpus import Article
 from indexer.embedding import FakeEmbedder
+from indexer.search import text_problem
 from tests.conftest import DAIMLER, XIAOMI_HT
 
 MAX_Q = 60
@@ -145,7 +149,8 @@ def test_wrongly_typed_json_fields(client: TestClient, body: bytes, words: tuple
 
 @pytest.mark.parametrize(
     ("field", "value", "code_point"),
-    [("q", "Dai\x00mler", "U+0000"), ("q", "cars\x1b[31m", "U+001B"), ("source", "Bloom\x7fberg", "U+007F")],
+    [("q", "Dai\x00mler", "U+0000"), ("q", "cars\x1b[31m", "U+001B"), ("q", "cars\x9b31m", "U+009B"),
+     ("source", "Bloom\x7fberg", "U+007F")],
 )
 def test_control_characters_in_a_query_are_refused(client: TestClient, field: str, value: str, code_point: str):
     params = {"q": "cars", field: value}
@@ -167,6 +172,28 @@ def test_query_string_that_is_not_utf8(client: TestClient):
     for query in ("q=Daimler%ff", "q=%ed%a0%80", "q=cars&source=%c3"):
         assert_error(client.get(f"/search?{query}"), 400, "bad_request", "UTF-8")
     assert client.get("/search?q=%E6%AF%94%E4%BA%9E%E8%BF%AA").status_code == 200  # 比亞迪, percent-encoded
+    # Everything else a query string may hold still passes: '+', an escaped '+', empty values, bare keys.
+    for query in ("q=Daimler+Denza", "q=C%2B%2B+cars", "q=cars&source=", "q=cars&flag", "q=" + "a" * 50):
+        assert client.get(f"/search?{query}").status_code in (200, 422), query
+
+
+@pytest.mark.parametrize(
+    ("raw", "utf8"),
+    [(b"", True), (b"q=Daimler+Denza", True), (b"q=%E6%AF%94", True), (b"q=C%2B%2B&flag&x=", True),
+     (b"q=%ff", False), (b"q=\xff", False), (b"q=ok&source=%c3", False), (b"%c3=x", False)],
+)
+def test_query_string_check(raw: bytes, utf8: bool):
+    assert is_utf8_query(raw) is utf8
+
+
+def test_query_pattern_agrees_with_the_text_check():
+    """The schema's pattern (what clients see) and the server's check refuse the same queries."""
+    pattern = re.compile(QUERY_TEXT)
+    samples = ["cars", "  cars  ", "\tcars\n", "\u3000比亞迪", "🚗", "a\x85b", "\xa0x", "", "   ", "\t\n",
+               "ca\x00rs", "cars\x1b", "\x7f", "x\x9b", "\x85", "\u2028"]
+    for text in samples:
+        accepted = text_problem(text, "q") is None and bool(text.strip())
+        assert bool(pattern.search(text)) is accepted, repr(text)
 
 
 def test_k_as_a_json_string_is_refused(client: TestClient):

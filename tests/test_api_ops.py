@@ -280,6 +280,7 @@ def test_widget_files_and_docs_are_served(index_dir: Path):
         assert docs.status_code == 200 and "/docs/assets/swagger-ui-bundle.js" in docs.text
         assert "cdn" not in docs.text and "https://" not in docs.text  # served offline
         assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
+        assert_error(client.get("/docs/assets/index.html"), 404, "not_found")  # the vendor's demo page
         schema = client.get("/openapi.json").json()
         assert {"/search", "/ask", "/articles/{article_id}", "/healthz", "/readyz", "/metrics"} <= set(schema["paths"])
         q = next(p for p in schema["paths"]["/search"]["get"]["parameters"] if p["name"] == "q")

@@ -183,6 +183,7 @@ def test_a_build_running_elsewhere_gets_503_with_retry_after(index_dir: Path):
     ({"articles": [FERRY, {**FERRY, "article_id": "b", "date": "2024-02-30"}]}, ["articles[1].date", "calendar"]),
     ({"articles": [{**FERRY, "url": "javascript:alert(1)"}]}, ["url"]),
     ({"articles": [{**FERRY, "source": 5}]}, ["source"]),
+    ({"articles": [{**FERRY, "source": "Wire\x00"}]}, ["articles[0].source", "U+0000"]),
     ({"articles": [dict(FERRY, article_id=f"a{n}") for n in range(4)]}, ["articles"]),
     ({"articles": "not a list"}, ["articles"]),
 ])

@@ -281,12 +281,13 @@
       this.closeButton.focus();
       try {
         const article = await this.fetchJson(`/articles/${encodeURIComponent(citation.article_id)}`);
-        const chars = Array.from(article.text || "");
-        const mark = el("mark", { "data-cited": "" }, cut(chars, citation.start, citation.end));
+        const text = article.text || "";
+        const [start, end] = unitOffsets(text, [citation.start, citation.end]);
+        const mark = el("mark", { "data-cited": "" }, text.slice(start, end));
         this.articleBody.replaceChildren(
-          document.createTextNode(cut(chars, 0, citation.start)),
+          document.createTextNode(text.slice(0, start)),
           mark,
-          document.createTextNode(cut(chars, citation.end)),
+          document.createTextNode(text.slice(end)),
         );
         mark.scrollIntoView({ block: "center" });
       } catch (error) {
@@ -319,29 +320,42 @@
   }
 
   // The API's offsets count characters (code points); a JavaScript string index counts
-  // UTF-16 units, two for an emoji or a rare CJK character. So text is cut as an array of
-  // code points, never with String.slice.
-  function cut(chars, start, end = chars.length) {
-    return chars.slice(start, end).join("");
+  // UTF-16 units, two for an emoji or a rare CJK character. This converts code-point
+  // offsets (0 or more; past the end means the end) to string indices in one pass.
+  function unitOffsets(text, offsets) {
+    if (!/[\uD800-\uDFFF]/.test(text)) return offsets.map((o) => Math.min(o, text.length));
+    const wanted = [...new Set(offsets)].sort((a, b) => a - b);
+    const found = new Map();
+    let point = 0;
+    let unit = 0;
+    for (const offset of wanted) {
+      while (point < offset && unit < text.length) {
+        const code = text.charCodeAt(unit);
+        unit += code >= 0xd800 && code <= 0xdbff && unit + 1 < text.length ? 2 : 1;
+        point += 1;
+      }
+      found.set(offset, unit);
+    }
+    return offsets.map((o) => found.get(o));
   }
 
   // Split passage text (which starts at article offset `base`) into text nodes and
   // <mark> elements for the highlight spans (article offsets).
   function markSpans(text, base, highlights) {
-    const chars = Array.from(text);
+    const points = highlights.flatMap((h) => [Math.max(0, h.start - base), Math.max(0, h.end - base)]);
+    const units = unitOffsets(text, points);
+    const spans = [];
+    for (let i = 0; i < units.length; i += 2) if (units[i + 1] > units[i]) spans.push([units[i], units[i + 1]]);
+    spans.sort((a, b) => a[0] - b[0]);
     const nodes = [];
     let cursor = 0;
-    const spans = highlights
-      .map((h) => [Math.max(0, h.start - base), Math.min(chars.length, h.end - base)])
-      .filter(([s, e]) => e > s)
-      .sort((a, b) => a[0] - b[0]);
     for (const [start, end] of spans) {
       if (start < cursor) continue;
-      if (start > cursor) nodes.push(document.createTextNode(cut(chars, cursor, start)));
-      nodes.push(el("mark", {}, cut(chars, start, end)));
+      if (start > cursor) nodes.push(document.createTextNode(text.slice(cursor, start)));
+      nodes.push(el("mark", {}, text.slice(start, end)));
       cursor = end;
     }
-    if (cursor < chars.length) nodes.push(document.createTextNode(cut(chars, cursor)));
+    if (cursor < text.length) nodes.push(document.createTextNode(text.slice(cursor)));
     return nodes;
   }
 
