@@ -29,7 +29,7 @@ from indexer.build import build_index, published_match
 from indexer.embedding import Embedder
 from indexer.errors import NewsdeskError
 from indexer.manifest import Manifest
-from indexer.publish import current_build
+from indexer.publish import current_build, current_id
 from indexer.search import MODES, SearchConfig, SearchIndex
 
 DEPTH = 100  # documents retrieved per query: enough for recall@100
@@ -100,7 +100,9 @@ def plan_runs(modes: Sequence[str], fusions: Sequence[SearchConfig]) -> list[Mod
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise NewsdeskError(f"Unknown mode(s) {', '.join(unknown) or '(none)'}; use: {', '.join(MODES)}.")
-    fusions = list(fusions) or [SearchConfig()]
+    if fusions and "hybrid" not in modes:
+        raise NewsdeskError("--fusion applies to hybrid search only; add hybrid to --modes or leave --fusion out.")
+    fusions = list({fusion_spec(c): c for c in fusions}.values()) or [SearchConfig()]  # each setting once
     runs: list[ModeRun] = []
     for mode in dict.fromkeys(modes):
         if mode != "hybrid":
@@ -158,6 +160,11 @@ def ensure_index(
         if reused is not None:
             say(f"Reusing index {reused.index_id} at {root} (pass --rebuild to build it again)")
             return reused
+    if current_id(root) is not None and not (root / BUILD_STATS).exists() and not rebuild:
+        raise NewsdeskError(
+            f"{root} holds an index that newsdesk bench did not build (a service may be reading it), of another "
+            "corpus or settings; give the benchmark its own --index-dir, or pass --rebuild to replace that index."
+        )
     # No embedding cache: a benchmark build times embedding every chunk, as a first build does.
     result = build_index(dataset.documents, root, embedder, progress=progress, say=say, cache=False)
     stats = IndexStats(result.index_id, result.articles, result.chunks, result.seconds, peak_rss_mb(), False)

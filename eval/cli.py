@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from indexer.cli import default_index_dir
+from indexer.cli import DEFAULT_INDEX_DIR, default_index_dir
 
 RESULTS_DIR = Path("eval/results")
 DEFAULT_QUESTIONS = Path(__file__).resolve().parent / "questions.jsonl"
@@ -37,7 +37,8 @@ def _modes(value: str) -> list[str]:
     modes = [m.strip() for m in value.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
     if not modes or unknown:
-        raise argparse.ArgumentTypeError(f"use a comma-separated list of: {', '.join(MODES)}")
+        got = f"unknown {', '.join(map(repr, unknown))}; " if unknown else ""
+        raise argparse.ArgumentTypeError(f"{got}use a comma-separated list of: {', '.join(MODES)}")
     return list(dict.fromkeys(modes))
 
 
@@ -67,6 +68,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from eval.report import write_bench_report
 
     runs = plan_runs(args.modes, args.fusion or [])
+    _directory_or_new(args.index_dir, "--index-dir")
+    _directory_or_new(args.out, "--out")  # now, not after the whole benchmark has run
     dataset = load_beir(args.dataset, args.split)
     _say(f"{dataset.name}/{args.split}: {len(dataset.documents)} documents, {len(dataset.queries)} judged queries")
     report = run_bench(
@@ -102,10 +105,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from eval.labelled import load_questions
     from indexer.errors import NewsdeskError
 
+    if args.corpus and args.index_dir:
+        raise NewsdeskError("Give --corpus (index it into a temporary directory) or --index-dir, not both.")
+    _directory_or_new(args.out, "--out")  # now, not after the evaluation has run
     questions = load_questions(args.questions)
     embedder = _embedder(args)
     with tempfile.TemporaryDirectory(prefix="newsdesk-eval-") as scratch:
-        root = Path(args.index_dir)
+        root = Path(args.index_dir or default_index_dir())
         if args.corpus:
             from indexer.build import index_corpus
 
@@ -135,6 +141,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"answer accuracy {a['answer_accuracy']}; abstention precision {a['abstention_precision']}, "
               f"recall {a['abstention_recall']}")
     return 0
+
+
+def _directory_or_new(path: str | None, flag: str) -> None:
+    from indexer.errors import NewsdeskError
+
+    if path is not None and Path(path).exists() and not Path(path).is_dir():
+        raise NewsdeskError(f"{flag} {path} is a file, not a directory.")
 
 
 def _evaluate(root: Path, embedder: object, questions: list, args: argparse.Namespace) -> dict:
@@ -167,7 +180,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     """Add `eval` and `bench` to the newsdesk command."""
     p = add("eval", cmd_eval, "Score search on the hand-labelled questions over corpus/ and write a report.")
     p.add_argument("--questions", default=str(DEFAULT_QUESTIONS), help="questions file (default: eval/questions.jsonl)")
-    p.add_argument("--index-dir", default=str(default_index_dir()), help="index to evaluate (default: the usual one)")
+    p.add_argument("--index-dir", help=f"index to evaluate (default: $NEWSDESK_INDEX_DIR or {DEFAULT_INDEX_DIR})")
     p.add_argument("--corpus", help="index this corpus into a temporary directory first and evaluate that")
     p.add_argument("--modes", type=_modes, default=list(MODES), help="comma-separated (default: all three)")
     p.add_argument("--out", default=str(RESULTS_DIR / "labelled"), help="report directory (default: %(default)s)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -115,10 +116,14 @@ def load_qrels(path: Path) -> Qrels:
     """`query-id TAB corpus-id TAB score` lines (an optional header first); score is an integer."""
     qrels: Qrels = {}
     with _open_text(path) as handle:
-        for number, line in enumerate(handle, 1):
+        try:
+            lines = handle.read().splitlines()
+        except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, OSError) as exc:
+            raise DatasetError(f"{path} cannot be read ({exc}).") from None
+        for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
-            fields = line.rstrip("\n").split("\t")
+            fields = line.split("\t")
             if number == 1 and fields[0].strip().lower() in {"query-id", "query_id", "qid"}:
                 continue
             where = f"{path}:{number}"
@@ -133,7 +138,13 @@ def load_qrels(path: Path) -> Qrels:
                 score = int(raw_score)
             except ValueError:
                 raise DatasetError(f"{where}: score {raw_score!r} is not an integer.") from None
-            qrels.setdefault(query_id, {})[doc_id] = score
+            judged = qrels.setdefault(query_id, {})
+            if judged.get(doc_id, score) != score:
+                raise DatasetError(
+                    f"{where}: {query_id} {doc_id} was judged {judged[doc_id]} on an earlier line; "
+                    "judge each pair once."
+                )
+            judged[doc_id] = score
     if not qrels:
         raise DatasetError(f"{path} has no judgements.")
     return qrels
@@ -172,6 +183,8 @@ def _required(path: Path, name: str) -> Path:
 
 
 def _qrels_file(root: Path, split: str) -> Path:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", split):
+        raise DatasetError(f"Split {split!r} is not a split name (letters, digits, '_', '-', '.'), e.g. test or dev.")
     path = root / "qrels" / f"{split}.tsv"
     if path.is_file():
         return path
@@ -181,10 +194,10 @@ def _qrels_file(root: Path, split: str) -> Path:
 
 
 def _open_text(path: Path) -> IO[str]:
-    try:
+    try:  # utf-8-sig: a byte-order mark some editors write is not part of the first field
         if path.name.endswith(".gz"):
-            return gzip.open(path, "rt", encoding="utf-8")
-        return open(path, encoding="utf-8")
+            return gzip.open(path, "rt", encoding="utf-8-sig")
+        return open(path, encoding="utf-8-sig")
     except OSError as exc:
         raise DatasetError(f"{path} cannot be read ({exc.strerror or exc}).") from None
 

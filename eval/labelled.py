@@ -46,6 +46,8 @@ def load_questions(path: Path | str) -> list[Question]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise DatasetError(f"Questions file {path} cannot be read ({exc.strerror or exc}).") from None
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"Questions file {path} is not UTF-8 text (byte {exc.start}).") from None
     questions: list[Question] = []
     seen: set[str] = set()
     for number, line in enumerate(lines, 1):

@@ -120,6 +120,9 @@ def corpus_fingerprint(articles: list[Article]) -> str:
 
 
 def _iter_articles(root: Path, max_file_bytes: int, skip: Callable[[str, str], None]) -> Iterator[Article]:
+    if root.is_file() and not root.name.lower().endswith(TEXT_SUFFIXES + JSONL_SUFFIXES):
+        kinds = ", ".join(TEXT_SUFFIXES + JSONL_SUFFIXES)
+        raise CorpusError(f"{root} is not a corpus: give a directory, or one file of a known kind ({kinds}).")
     files = [root] if root.is_file() else list(_walk(root, skip))
     base = root.parent if root.is_file() else root
     for file in files:

@@ -10,7 +10,9 @@ import pytest
 import eval.cli
 from eval.bench import CachedQueryEmbedder, fusion_spec, parse_fusion, plan_runs
 from eval.labelled import AnswerLocator, LabelledAnswer, Question, score_question
+from indexer.build import build_index
 from indexer.cli import main
+from indexer.corpus import load_corpus
 from indexer.embedding import EMBEDDER_KINDS, FakeEmbedder
 from indexer.errors import NewsdeskError
 from indexer.search import MODES, Citation, Hit, SearchConfig, SearchIndex
@@ -133,6 +135,35 @@ def test_bad_bench_arguments(dataset: Path, capsys):
     assert "ALPHA between 0 and 1" in capsys.readouterr().err
     assert main(["bench", "--dataset", str(dataset), "--split", "dev"]) == 2
     assert "available splits: test" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "--dataset", str(dataset), "--modes", "lexical,fuzzy"])
+    assert "'fuzzy'" in capsys.readouterr().err  # the bad mode is named
+    assert main(["bench", "--dataset", str(dataset), "--modes", "lexical", "--fusion", "rrf"]) == 2
+    assert "hybrid search only" in capsys.readouterr().err
+
+
+def test_bench_refuses_files_and_foreign_indexes_before_working(dataset: Path, tmp_path: Path, fake_model, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for flag in ("--out", "--index-dir"):
+        assert main(["bench", "--dataset", str(dataset), flag, str(afile), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert f"{flag} {afile} is a file" in err and "Embedding" not in err  # refused before any work
+    # An index the benchmark did not build (say, the one a service reads) is not replaced silently.
+    served = tmp_path / "served"
+    build_index(load_corpus(SEED_CORPUS)[0], served, FakeEmbedder(), progress=False)
+    before = (served / "CURRENT").read_text()
+    common = ["bench", "--dataset", str(dataset), "--modes", "lexical", "--index-dir", str(served),
+              "--out", str(tmp_path / "r"), "--no-progress"]
+    assert main(common) == 2
+    assert "did not build" in capsys.readouterr().err and (served / "CURRENT").read_text() == before
+    assert main([*common, "--rebuild", "--json"]) == 0  # asked for explicitly
+
+
+def test_repeated_fusion_settings_run_once(dataset: Path, tmp_path: Path, fake_model, capsys):
+    report, _ = bench(["--dataset", str(dataset), "--modes", "hybrid", "--fusion", "rrf,convex:0.5,rrf,convex:.5",
+                       "--out", str(tmp_path / "r"), "--no-progress"], capsys)
+    assert set(report["results"]) == {"hybrid[rrf]", "hybrid[convex:0.5]"}
 
 
 def test_fusion_specs_and_plans():
@@ -219,6 +250,18 @@ def test_eval_command_end_to_end(tmp_path: Path, fake_model, capsys):
 def test_eval_without_an_index_says_how_to_build_one(tmp_path: Path, fake_model, capsys):
     assert main(["eval", "--index-dir", str(tmp_path / "none"), "--out", str(tmp_path / "r")]) == 2
     assert "newsdesk index" in capsys.readouterr().err
+
+
+def test_eval_argument_errors(tmp_path: Path, fake_model, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("not a corpus")
+    assert main(["eval", "--corpus", str(SEED_CORPUS), "--index-dir", str(tmp_path / "i")]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["eval", "--corpus", str(SEED_CORPUS), "--out", str(afile)]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert main(["eval", "--corpus", str(afile), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a corpus" in err and "Traceback" not in err
 
 
 @pytest.mark.integration

@@ -101,6 +101,26 @@ def test_malformed_lines_name_file_and_line(tmp_path: Path):
     assert "test.tsv:2" in message and "not an integer" in message
     assert "no positive judgements" in _error(tmp_path, qrels="q1\td1\t0\n")
     assert "has no judgements" in _error(tmp_path, qrels="query-id\tcorpus-id\tscore\n")
+    message = _error(tmp_path, qrels="q1\td1\t2\nq1\td1\t0\n")
+    assert "test.tsv:2" in message and "judge each pair once" in message
+
+
+def test_qrels_encoding_and_split_names(tmp_path: Path):
+    root = write_dataset(tmp_path / "bom", qrels="\ufeffquery-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    assert load_beir(root).qrels == {"q1": {"d1": 1}}  # a byte-order mark is not part of the header
+    (root / "qrels" / "test.tsv").write_bytes(b"q1\td1\t1\nq\xff\td1\t1\n")
+    with pytest.raises(DatasetError, match="cannot be read"):
+        load_beir(root)
+    for split in ("../../other/qrels/test", "", ".hidden"):
+        with pytest.raises(DatasetError, match="not a split name"):
+            load_beir(root, split)
+
+
+def test_questions_file_that_is_not_utf8(tmp_path: Path):
+    path = tmp_path / "questions.jsonl"
+    path.write_bytes(b'{"id": "q1", "question": "Wh\xff?"}\n')
+    with pytest.raises(DatasetError, match="not UTF-8"):
+        load_questions(path)
 
 
 def test_bench_cli_reports_dataset_errors_without_a_traceback(tmp_path: Path, capsys):
