@@ -188,7 +188,8 @@ def _qrels_file(root: Path, split: str) -> Path:
     path = root / "qrels" / f"{split}.tsv"
     if path.is_file():
         return path
-    available = sorted(p.stem for p in (root / "qrels").glob("*.tsv")) if (root / "qrels").is_dir() else []
+    qrels_dir = root / "qrels"
+    available = sorted(p.stem for p in qrels_dir.glob("*.tsv") if p.is_file()) if qrels_dir.is_dir() else []
     hint = f"available splits: {', '.join(available)}" if available else "the dataset has no qrels/ directory"
     raise DatasetError(f"No relevance labels for split {split!r}: {path} does not exist ({hint}).")
 
