@@ -178,7 +178,8 @@ def _evaluate(root: Path, embedder: object, questions: list, args: argparse.Name
 
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     """Add `eval` and `bench` to the newsdesk command."""
-    p = add("eval", cmd_eval, "Score search on the hand-labelled questions over corpus/ and write a report.")
+    p = add("eval", cmd_eval, "Score search and /ask on the hand-labelled questions (about the articles in corpus/) "
+            "over an index, or over --corpus indexed afresh, and write a report.")
     p.add_argument("--questions", default=str(DEFAULT_QUESTIONS), help="questions file (default: eval/questions.jsonl)")
     p.add_argument("--index-dir", help=f"index to evaluate (default: $NEWSDESK_INDEX_DIR or {DEFAULT_INDEX_DIR})")
     p.add_argument("--corpus", help="index this corpus into a temporary directory first and evaluate that")
