@@ -122,6 +122,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             index_corpus(corpus, root, embedder, progress=not args.no_progress, say=_say, cache=False)
         report = _evaluate(root, embedder, questions, args)
     report["created_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    report["source"] = {"questions": _shown(args.questions), "corpus": args.corpus and _shown(args.corpus),
+                        "index_dir": None if args.corpus else str(root)}
     from eval.report import write_eval_report
 
     paths = write_eval_report(report, Path(args.out))
@@ -141,6 +143,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"answer accuracy {a['answer_accuracy']}; abstention precision {a['abstention_precision']}, "
               f"recall {a['abstention_recall']}")
     return 0
+
+
+def _shown(path: str) -> str:
+    """`path` relative to the working directory when it lies below it (reports name no home directories)."""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _directory_or_new(path: str | None, flag: str) -> None:

@@ -149,10 +149,14 @@ def eval_markdown(report: dict) -> str:
     """The labelled-question evaluation as Markdown: per mode, per question type, abstention."""
     results, settings, index = report["results"], report["settings"], report["index"]
     fusion = settings["fusion"]
+    source = report.get("source") or {}
+    over = f"`{source['corpus']}`" if source.get("corpus") else f"the index at `{source.get('index_dir', '?')}`"
     lines = [
-        f"# Labelled questions over corpus/ ({report['questions']} questions, {report['answerable']} answerable)",
+        f"# Labelled questions ({report['questions']} questions, {report['answerable']} answerable)",
         "",
         f"Measured {report['created_at']} on {machine_line(report['machine'], timed=False)}.",
+        "",
+        f"Questions `{source.get('questions', '?')}`, over {over}.",
         "",
         f"Index `{index['id']}`: {index['articles']} articles, {index['chunks']} chunks; model `{settings['model']}` "
         f"({_kv(settings.get('embedder_backend', {}))}); "

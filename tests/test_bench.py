@@ -245,6 +245,9 @@ def test_eval_command_end_to_end(tmp_path: Path, fake_model, capsys):
     abstention = report["abstention"]
     assert abstention["unanswerable"] >= 6 and 0 <= abstention["unanswerable_abstained"] <= abstention["unanswerable"]
     assert {p.name for p in out.iterdir()} == {"results.json", "report.md", "chart.png"}
+    assert report["source"]["corpus"] and report["source"]["index_dir"] is None
+    assert report["source"]["questions"].endswith("questions.jsonl")
+    assert f"over `{report['source']['corpus']}`" in (out / "report.md").read_text()
 
 
 def test_eval_without_an_index_says_how_to_build_one(tmp_path: Path, fake_model, capsys):
