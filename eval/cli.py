@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from indexer.cli import DEFAULT_INDEX_DIR, default_index_dir
+from indexer.cli import DEFAULT_INDEX_DIR, default_index_dir, require_directory_or_new
 
 RESULTS_DIR = Path("eval/results")
 DEFAULT_QUESTIONS = Path(__file__).resolve().parent / "questions.jsonl"
@@ -68,8 +68,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from eval.report import write_bench_report
 
     runs = plan_runs(args.modes, args.fusion or [])
-    _directory_or_new(args.index_dir, "--index-dir")
-    _directory_or_new(args.out, "--out")  # now, not after the whole benchmark has run
+    require_directory_or_new(args.index_dir, "--index-dir")
+    require_directory_or_new(args.out, "--out")  # now, not after the whole benchmark has run
     dataset = load_beir(args.dataset, args.split)
     _say(f"{dataset.name}/{args.split}: {len(dataset.documents)} documents, {len(dataset.queries)} judged queries")
     report = run_bench(
@@ -107,7 +107,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.corpus and args.index_dir:
         raise NewsdeskError("Give --corpus (index it into a temporary directory) or --index-dir, not both.")
-    _directory_or_new(args.out, "--out")  # now, not after the evaluation has run
+    require_directory_or_new(args.out, "--out")  # now, not after the evaluation has run
     questions = load_questions(args.questions)
     embedder = _embedder(args)
     with tempfile.TemporaryDirectory(prefix="newsdesk-eval-") as scratch:
@@ -152,13 +152,6 @@ def _shown(path: str) -> str:
         return str(resolved.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
-
-
-def _directory_or_new(path: str | None, flag: str) -> None:
-    from indexer.errors import NewsdeskError
-
-    if path is not None and Path(path).exists() and not Path(path).is_dir():
-        raise NewsdeskError(f"{flag} {path} is a file, not a directory.")
 
 
 def _evaluate(root: Path, embedder: object, questions: list, args: argparse.Namespace) -> dict:

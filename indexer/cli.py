@@ -42,8 +42,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     corpus = Path(args.corpus)
     if not corpus.exists():
         raise NewsdeskError(f"Corpus directory {corpus} does not exist.")
-    if Path(args.index_dir).exists() and not Path(args.index_dir).is_dir():
-        raise NewsdeskError(f"--index-dir {args.index_dir} is a file, not a directory.")
+    require_directory_or_new(args.index_dir, "--index-dir")
     logging.getLogger("indexer.corpus").setLevel(logging.WARNING)
     if args.engine == "ray":
         result = _ray_index(args, corpus)
@@ -82,6 +81,12 @@ def _ray_index(args: argparse.Namespace, corpus: Path):  # type: ignore[no-untyp
     # Resolved here, not on each node: a cluster's workers do not see this shell's NEWSDESK_MODEL.
     factory = functools.partial(SentenceTransformerEmbedder, model=model_choice())
     return ray_index_corpus(corpus, Path(args.index_dir), factory, options, say=_say, rebuild=args.rebuild)
+
+
+def require_directory_or_new(path: str | None, flag: str) -> None:
+    """Refuse, before any work, a path given for a directory that is an existing file."""
+    if path is not None and Path(path).exists() and not Path(path).is_dir():
+        raise NewsdeskError(f"{flag} {path} is a file, not a directory.")
 
 
 def cmd_search(args: argparse.Namespace) -> int:
