@@ -28,6 +28,7 @@ from indexer.errors import (
     InvalidQuery,
     NewsdeskError,
 )
+from indexer.search import SOURCE_ADVICE
 
 log = logging.getLogger("api")
 
@@ -127,7 +128,7 @@ def describe_validation(
         message = f"{label} is required" + (f": {rule}." if rule else ".")
     elif kind == "string_pattern_mismatch" and (error.get("ctx") or {}).get("pattern") in (HAS_TEXT, QUERY_TEXT):
         message = f"{label} is empty (only whitespace or control characters); " + (
-            "leave it out to search every source." if field == "source" else "type some words."
+            SOURCE_ADVICE if field == "source" else "type some words."
         )
     else:
         got = _show(error.get("input"))

@@ -65,7 +65,8 @@ class SearchConfig:
 # C0 controls other than tab and line breaks, DEL, and C1 controls other than NEL (a line break).
 CONTROL_CHARS = r"\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f"
 _NOT_TEXT = re.compile(rf"[{CONTROL_CHARS}\ud800-\udfff]")  # also lone surrogates (JSON's "\ud800")
-EMPTY_SOURCE = "source is empty; leave it out to search every source."
+SOURCE_ADVICE = "leave it out to search every source."
+EMPTY_SOURCE = f"source is empty; {SOURCE_ADVICE}"
 
 
 def text_problem(value: str, field: str) -> str | None:
