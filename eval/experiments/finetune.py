@@ -245,9 +245,14 @@ def load_lab(dataset: str) -> Lab:
     return _LABS[dataset]
 
 
+def vectors_file(out: Path, dataset: str, kind: str = "vectors") -> Path:
+    """Where the adapter in OUT caches its vectors of a dataset; a retrained OUT gets a new name."""
+    return out / f"{dataset}-{kind}-{adapter_digest(out / 'adapter.npz')}.npz"
+
+
 def tuned_vectors(lab: Lab, out: Path, model) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
     """Chunk and query vectors of the adapted model (cached in OUT)."""
-    path = out / f"{lab.dataset}-vectors-{adapter_digest(out / 'adapter.npz')}.npz"  # a retrained OUT re-embeds
+    path = vectors_file(out, lab.dataset)
     if not path.exists():
         texts = [chunk_text(lab, c) for c in range(len(lab.chunk_doc))]
         cv = model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=True)

@@ -29,8 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from eval.experiments import fusion as F
-from eval.experiments.finetune import SETS, held_out, load_lab, subset
-from indexer.adapter import adapter_digest
+from eval.experiments.finetune import SETS, held_out, load_lab, subset, vectors_file
 from indexer.analysis import analyze
 
 
@@ -74,8 +73,7 @@ def run(args: argparse.Namespace) -> None:
         if args.adapter_dir is None:
             qv, cv = lab.query_vectors, lab.vectors
         else:
-            digest = adapter_digest(args.adapter_dir / "adapter.npz")
-            data = np.load(args.adapter_dir / f"{dataset}-vectors-{digest}.npz")
+            data = np.load(vectors_file(args.adapter_dir, dataset))
             qv, cv = data["queries"], data["chunks"]
         dense = qv[split.rows] @ cv.T
         queries = [analyze(t) for t in split.texts]
