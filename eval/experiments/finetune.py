@@ -234,15 +234,15 @@ def encode(model, texts: list[str]):  # type: ignore[no-untyped-def]
 
 # ---- evaluation ----------------------------------------------------------------------------
 
-_LABS: dict[str, Lab] = {}
+_LABS: dict[tuple[str, str], Lab] = {}
 
 
-def load_lab(dataset: str) -> Lab:
-    if dataset not in _LABS:
-        lab = Lab(dataset, CACHE)
+def load_lab(dataset: str, chunking: str = CACHE) -> Lab:
+    if (dataset, chunking) not in _LABS:
+        lab = Lab(dataset, chunking)
         lab.lexicon = lab.chunk_lexicon()
-        _LABS[dataset] = lab
-    return _LABS[dataset]
+        _LABS[dataset, chunking] = lab
+    return _LABS[dataset, chunking]
 
 
 def vectors_file(out: Path, dataset: str, kind: str = "vectors") -> Path:
@@ -252,7 +252,7 @@ def vectors_file(out: Path, dataset: str, kind: str = "vectors") -> Path:
 
 def tuned_vectors(lab: Lab, out: Path, model) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
     """Chunk and query vectors of the adapted model (cached in OUT)."""
-    path = vectors_file(out, lab.dataset)
+    path = vectors_file(out, lab.dataset if lab.cache == CACHE else f"{lab.dataset}-{lab.cache}")
     if not path.exists():
         texts = [chunk_text(lab, c) for c in range(len(lab.chunk_doc))]
         cv = model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=True)
@@ -267,7 +267,7 @@ def evaluate(args: argparse.Namespace) -> None:
     rows = []
     for dataset in args.sets:
         tune, test = SETS[dataset]
-        lab = load_lab(dataset)
+        lab = load_lab(dataset, args.chunking)
         cv, qv_all = tuned_vectors(lab, args.out, model)
         splits = []
         whole = lab.split(tune)
@@ -293,7 +293,9 @@ def evaluate(args: argparse.Namespace) -> None:
                 row[f"hybrid, base share {share}"] = lab.evaluate(split, mixed_h)["ndcg@10"]
             rows.append(row)
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
-    (args.out / f"eval-{args.scheme}{'-test' if args.report_test else ''}.json").write_text(json.dumps(rows, indent=2))
+    chunking = "" if args.chunking == CACHE else f"-{args.chunking}"
+    name = f"eval-{args.scheme}{chunking}{'-test' if args.report_test else ''}.json"
+    (args.out / name).write_text(json.dumps(rows, indent=2))
 
 
 def repeat_counts(text: str) -> dict[str, int]:
@@ -336,6 +338,7 @@ def main() -> None:
     e.add_argument("--scheme", choices=("val", "full"), default="val")
     e.add_argument("--weights", type=float, nargs="+", default=[1.0])
     e.add_argument("--report-test", action="store_true")
+    e.add_argument("--chunking", default=CACHE, help=f"experiment cache of another chunking (default {CACHE})")
     e.add_argument("--base-shares", type=float, nargs="*", default=[],
                    help="also rank by share x base cosine + (1 - share) x adapted cosine (an ensemble)")
     e.add_argument("--sets", nargs="+", choices=tuple(SETS), default=list(SETS))
