@@ -31,9 +31,13 @@ def new_index_id() -> str:
 
 
 def current_id(root: Path) -> str | None:
-    """The published build's id as CURRENT names it (None without one): one small read, for polling."""
+    """The published build's id as CURRENT names it (None without one): one small read, for polling.
+
+    A damaged CURRENT still gives a value (undecodable bytes replaced), so a watcher notices the
+    change and reports why loading it fails rather than ignoring it.
+    """
     try:
-        return (root / CURRENT_NAME).read_text(encoding="utf-8").strip() or None
+        return _read_pointer(root / CURRENT_NAME).strip() or None
     except (FileNotFoundError, NotADirectoryError):
         return None
 
@@ -42,19 +46,32 @@ def current_build(root: Path) -> Path:
     """The directory of the published build under `root`."""
     pointer = root / CURRENT_NAME
     try:
-        index_id = pointer.read_text(encoding="utf-8").strip()
+        index_id = _read_pointer(pointer).strip()
     except FileNotFoundError:
         raise IndexNotFound(
             f"No index at {root}. Build one with: newsdesk index corpus/ --index-dir {root}"
         ) from None
     except NotADirectoryError:
         raise IndexNotFound(f"{root} is not a directory (or lies under a file), so it holds no index.") from None
+    except IsADirectoryError:
+        raise IndexNotFound(f"{pointer} is a directory, not the file naming the published build.") from None
+    # CURRENT holds one directory name; anything else (a path, damaged bytes) must not be followed.
+    if not index_id or index_id in (".", "..") or "/" in index_id or "\\" in index_id or "\ufffd" in index_id:
+        raise IndexNotFound(
+            f"{pointer} is damaged: it does not name a build ({index_id[:80]!r}). "
+            f"Rebuild with: newsdesk index corpus/ --index-dir {root}"
+        )
     build = root / BUILDS_DIR / index_id
-    if not index_id or not build.is_dir():
+    if not build.is_dir():
         raise IndexNotFound(
             f"{pointer} names build {index_id!r}, which does not exist. Rebuild with: newsdesk index --index-dir {root}"
         )
     return build
+
+
+def _read_pointer(pointer: Path) -> str:
+    """CURRENT's text; bytes that are not UTF-8 come back as U+FFFD (a damaged file, refused by the caller)."""
+    return pointer.read_bytes()[:4096].decode("utf-8", errors="replace")
 
 
 @contextlib.contextmanager

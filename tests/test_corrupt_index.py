@@ -19,7 +19,7 @@ from indexer.build import build_index
 from indexer.cli import main
 from indexer.corpus import load_corpus
 from indexer.embedding import MINILM_DIMENSION, FakeEmbedder
-from indexer.errors import CorruptIndex, IncompatibleIndex
+from indexer.errors import CorruptIndex, IncompatibleIndex, IndexNotFound
 from indexer.publish import BUILDS_DIR, publish
 from indexer.search import SearchIndex
 from tests.conftest import DAIMLER, REPO, SEED_CORPUS
@@ -140,3 +140,29 @@ def test_loaded_index_survives_its_files_being_damaged_later(tmp_path: Path):
     DAMAGE["truncated_faiss"][0](build)
     DAMAGE["missing_lexical_index"][0](build)
     assert [h.chunk_id for h in index.search("Daimler Denza", k=3)] == before
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe", b"../../etc", b"", b"no-such-build\n"])
+def test_a_damaged_current_pointer_is_refused_and_a_rebuild_replaces_it(tmp_path: Path, content: bytes, capsys):
+    root = tmp_path / "index"
+    articles, _ = load_corpus(SEED_CORPUS)
+    build_index(articles, root, FakeEmbedder(), progress=False)
+    (root / "CURRENT").write_bytes(content)
+    with pytest.raises(IndexNotFound, match="newsdesk index") as refused:
+        SearchIndex.load(root, FakeEmbedder())
+    assert str(root / "CURRENT") in str(refused.value)
+    rebuilt = build_index(articles, root, FakeEmbedder(), progress=False)
+    assert (root / "CURRENT").read_text().strip() == rebuilt.index_id
+    assert SearchIndex.load(root, FakeEmbedder()).index_id == rebuilt.index_id
+
+
+def test_live_reload_reports_a_damaged_current_pointer(tmp_path: Path):
+    root = tmp_path / "index"
+    articles, _ = load_corpus(SEED_CORPUS)
+    build_index(articles, root, FakeEmbedder(), progress=False)
+    with TestClient(create_app(Settings(index_dir=root, reload_interval=0), embedder=FakeEmbedder())) as client:
+        served = client.get("/readyz").json()["index_id"]
+        (root / "CURRENT").write_bytes(b"\xff\xfe")
+        assert client.portal.call(client.app.state.manager.refresh) is False
+        ready = client.get("/readyz").json()
+        assert ready["index_id"] == served and "CURRENT is damaged" in ready["last_reload_error"]
