@@ -25,7 +25,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 
 from indexer.adapter import is_tuned
-from indexer.search import Filters, Hit, SearchConfig, SearchIndex
+from indexer.search import Filters, Hit, SearchConfig, SearchIndex, validate_question
 from indexer.sentence_scoring import ScoredSentence, SentenceWeights, apply_weights, score_sentences
 
 NOT_FOUND = "The articles do not contain an answer to this question."
@@ -106,6 +106,7 @@ def answer_question(
     config: AnswerConfig | None = None,
 ) -> Answer:
     """Answer `question` from the articles with cited sentences; `k` closest passages returned alongside."""
+    validate_question(question)  # errors name the question, not the search's "q"
     config = (config or AnswerConfig()).for_model(index.manifest.model_id)
     hits = index.search(question, k=max(k, config.candidates), mode="hybrid", filters=filters, config=config.retrieval)
     sentences = score_sentences(index, question.strip(), hits[: config.candidates])

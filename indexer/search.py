@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -65,6 +66,9 @@ class SearchConfig:
 # C0 controls other than tab and line breaks, DEL, and C1 controls other than NEL (a line break).
 CONTROL_CHARS = r"\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f"
 _NOT_TEXT = re.compile(rf"[{CONTROL_CHARS}\ud800-\udfff]")  # also lone surrogates (JSON's "\ud800")
+# Unicode categories that carry nothing to search for: separators, controls, format characters
+# (zero-width space, BOM), unassigned and private-use code points, surrogates, combining marks.
+_NO_CONTENT = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Cn", "Co", "Cs", "Mn", "Me", "Mc"})
 SOURCE_ADVICE = "leave it out to search every source."
 EMPTY_SOURCE = f"source is empty; {SOURCE_ADVICE}"
 
@@ -341,6 +345,10 @@ def _text_or_raise(value: str, field: str, name: str, advice: str) -> str:
         raise InvalidQuery(field, f"{name} is empty; {advice}.")
     if problem := text_problem(value, name):
         raise InvalidQuery(field, problem)
+    if not any(unicodedata.category(ch) not in _NO_CONTENT for ch in value):
+        # A zero-width space or a lone accent would otherwise "match" whatever ranks first.
+        raise InvalidQuery(field, f"{name} has no letters, digits or symbols, only invisible or combining "
+                                  f"characters; {advice}.")
     return value.strip()
 
 

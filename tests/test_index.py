@@ -79,6 +79,17 @@ def test_queries_that_are_not_text_raise_invalid_query(fake_index: SearchIndex, 
     assert fake_index.search("Daimler\tDenza\nBYD", k=1)  # tabs and line breaks are text
 
 
+@pytest.mark.parametrize("query", ["\u200b", "\ufeff", "\u0301", "\uffff", " \u200b\u2060 "])
+def test_queries_with_nothing_to_search_for_raise_invalid_query(fake_index: SearchIndex, query: str):
+    """Invisible or combining characters alone would "match" whatever ranks first."""
+    with pytest.raises(InvalidQuery, match="no letters, digits or symbols") as err:
+        fake_index.search(query)
+    assert err.value.field == "q"
+    with pytest.raises(InvalidQuery, match="no letters, digits or symbols"):
+        validate_question(query)
+    assert fake_index.search("caf\u0065\u0301 ?", k=1) and fake_index.search("€", k=1)  # marks beside letters, symbols
+
+
 def test_rrf_and_convex_fusion_return_the_union(tmp_path: Path, fake_embedder: FakeEmbedder):
     articles, _ = load_corpus(SEED_CORPUS)
     build_index(articles, tmp_path, fake_embedder, progress=False)
