@@ -21,8 +21,15 @@ DEFAULT_INDEX_DIR = Path(".newsdesk/index")
 
 
 def default_index_dir() -> Path:
-    """$NEWSDESK_INDEX_DIR, else .newsdesk/index under the current directory."""
-    return Path(os.environ.get("NEWSDESK_INDEX_DIR", DEFAULT_INDEX_DIR))
+    """$NEWSDESK_INDEX_DIR, else .newsdesk/index under the current directory (an empty variable counts as unset)."""
+    return Path(os.environ.get("NEWSDESK_INDEX_DIR", "").strip() or DEFAULT_INDEX_DIR)
+
+
+def index_dir_arg(text: str) -> str:
+    """argparse type of --index-dir: an empty path would silently mean the current directory."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; give a directory, or leave the flag out for the default")
+    return text
 
 
 def _say(message: str) -> None:
@@ -93,7 +100,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     from indexer.search import Filters, SearchIndex, validate_query
 
     validate_query(args.query, args.k, args.mode)  # before the model loads, as the API does
-    filters = Filters(args.source, _date_arg(args.date_from, "--from"), _date_arg(args.date_to, "--to"))
+    date_from, date_to = _date_arg(args.date_from, "--from"), _date_arg(args.date_to, "--to")
+    if date_from and date_to and date_from > date_to:  # Filters would name the API's date_from / date_to
+        raise InvalidQuery("date_from", f"--from {date_from} is after --to {date_to}; swap them.")
+    filters = Filters(args.source, date_from, date_to)
     index = SearchIndex.load(Path(args.index_dir), _embedder(args))
     hits = index.search(args.query, k=args.k, mode=args.mode, filters=filters)
     if args.json:
@@ -184,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     embedder_help = "onnx (int8, fast), st (sentence-transformers fp32) or auto (default: $NEWSDESK_EMBEDDER or auto)"
     p = add("index", cmd_index, "Index a folder of articles and publish the index atomically.")
     p.add_argument("corpus", nargs="?", default=str(DEFAULT_CORPUS), help="corpus directory (default: corpus/)")
-    p.add_argument("--index-dir", default=str(default_index_dir()), help=index_dir_help)
+    p.add_argument("--index-dir", type=index_dir_arg, default=str(default_index_dir()), help=index_dir_help)
     p.add_argument("--embedder", choices=["auto", "onnx", "st"], help=embedder_help)
     p.add_argument("--rebuild", action="store_true",
                    help="build even when the published index is up to date with the corpus and settings")
@@ -205,14 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="only articles on or after this date")
     p.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="only articles on or before this date")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.add_argument("--index-dir", default=str(default_index_dir()), help=index_dir_help)
+    p.add_argument("--index-dir", type=index_dir_arg, default=str(default_index_dir()), help=index_dir_help)
     p.add_argument("--embedder", choices=["auto", "onnx", "st"], help=embedder_help)
 
     p = add("ask", cmd_ask, "Answer a question with sentences quoted from the articles, each one cited.")
     p.add_argument("question")
     p.add_argument("-k", type=_positive_int, default=5, help="closest passages returned alongside (1-100, default 5)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.add_argument("--index-dir", default=str(default_index_dir()), help=index_dir_help)
+    p.add_argument("--index-dir", type=index_dir_arg, default=str(default_index_dir()), help=index_dir_help)
 
     for register in _extensions():
         register(add)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer.cli import main
+from indexer.cli import DEFAULT_INDEX_DIR, default_index_dir, main
 
 
 def test_missing_index(tmp_path: Path, capsys):
@@ -59,3 +59,19 @@ def test_search_and_ask_refuse_what_the_api_refuses(tmp_path: Path, capsys):
     assert "source is empty" in capsys.readouterr().err
     assert main(["ask", "Who\x00?", *index]) == 2
     assert "U+0000" in capsys.readouterr().err
+    assert main(["search", "cars", "--from", "2022-01-01", "--to", "2021-01-01", *index]) == 2
+    assert "--from 2022-01-01 is after --to 2021-01-01" in capsys.readouterr().err
+    assert main(["search", "\u200b", *index]) == 2
+    assert "no letters, digits or symbols" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["search", "cars"], ["ask", "Who?"], ["index", "corpus"]])
+def test_an_empty_index_dir_is_refused_not_taken_as_the_current_directory(command: list[str], capsys, tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--index-dir", ""])
+    assert exited.value.code == 2 and "an empty path" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv("NEWSDESK_INDEX_DIR", "")
+    assert default_index_dir() == DEFAULT_INDEX_DIR
