@@ -1,7 +1,10 @@
 """Load a folder of news articles (.txt, .md, .html, .jsonl[.gz]) into `Article` records.
 
-Nothing in a corpus may crash a run: unreadable, binary, empty or oversized files
-are skipped with a warning that names them, and the caller gets counts.
+Nothing in a corpus may crash or hang a run: unreadable, binary, empty, oversized or
+non-regular files, and files whose names are not UTF-8, are skipped with a warning that
+names them, and the caller gets counts. A bad optional field (a date that is not a date,
+a url that is not http(s)) is dropped with a warning naming the file (and line), and the
+article is kept.
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ import json
 import logging
 import os
 import re
+import stat
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import partial
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -27,6 +33,7 @@ JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
 DEFAULT_MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_TITLE_CHARS = 150
 NOT_TEXT_RATIO = 0.3  # above this share of undecodable or control characters, a file is not text
+NOT_UTF8_NAME = "its name is not valid UTF-8, so it cannot be an article id or be stored; rename it"
 
 # A date's shape (month 01-12, day 01-31), then whitespace or the end: "date 2021-02-30 Wire" is a
 # header with an impossible date; "date 1234-56-78 was the deadline" and "date 2021-02-3012" are not.
@@ -35,6 +42,9 @@ _BULLET_RE = re.compile(r"^\s*(?:[-*\u2022]\s+|#+\s*)")
 _SPACES_RE = re.compile(r"[ \t\f\v\u00a0]+")
 _BLANK_LINES_RE = re.compile(r"\n\s*\n+")
 _NOT_TEXT_RE = re.compile(r"[\x00-\x08\x0e-\x1f\ufffd]")  # control characters other than tabs and breaks, U+FFFD
+# What POST /articles accepts as a url (api/writes.py URL_PATTERN): a corpus may not store what the API refuses.
+_URL_RE = re.compile(r"[hH][tT][tT][pP][sS]?://[^\s\x00-\x1f\x7f]+")  # not re.I, which lets "ſ" be "s"
+_JSON_TYPES = {bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "an object"}
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,10 @@ class LoadReport:
 
 
 Warn = Callable[[str], None]
+# (where, what): where is a file, or file:line for a .jsonl record; what is the reason or the problem.
+Notice = Callable[[str, str], None]
+# (line, problem) in the file being parsed; line None when the problem is not on one line.
+LineNotice = Callable[[int | None, str], None]
 
 
 def load_corpus(
@@ -87,15 +101,20 @@ def load_corpus(
     report = LoadReport()
     articles: list[Article] = []
     by_hash: dict[str, str] = {}
-    ids: set[str] = set()
+    origins: dict[str, str] = {}  # article id -> the file (file:line) it was read from
 
     def skip(name: str, reason: str) -> None:
+        name, reason = _printable(name), _printable(reason)
         report.skipped.append((name, reason))
         warn(f"skipped {name}: {reason}")
 
-    for article in _iter_articles(root, max_file_bytes, skip):
-        if article.article_id in ids:
-            skip(article.article_id, "an article with this id was already loaded")
+    def note(where: str, problem: str) -> None:
+        warn(_printable(f"{where}: {problem}"))
+
+    for article, origin in _iter_articles(root, max_file_bytes, skip, note):
+        first = origins.get(article.article_id)
+        if first is not None:
+            skip(origin, f"id {article.article_id!r} was already loaded from {first}")
             continue
         digest = article.content_hash
         if digest in by_hash:
@@ -103,7 +122,7 @@ def load_corpus(
             warn(f"duplicate {article.article_id}: same text as {by_hash[digest]}, indexed once")
             continue
         by_hash[digest] = article.article_id
-        ids.add(article.article_id)
+        origins[article.article_id] = origin
         articles.append(article)
     report.loaded = len(articles)
     return articles, report
@@ -119,7 +138,8 @@ def corpus_fingerprint(articles: list[Article]) -> str:
     return h.hexdigest()
 
 
-def _iter_articles(root: Path, max_file_bytes: int, skip: Callable[[str, str], None]) -> Iterator[Article]:
+def _iter_articles(root: Path, max_file_bytes: int, skip: Notice, note: Notice) -> Iterator[tuple[Article, str]]:
+    """Each article with where it was read from (a file, or file:line for a .jsonl record)."""
     if root.is_file() and not root.name.lower().endswith(TEXT_SUFFIXES + JSONL_SUFFIXES):
         kinds = ", ".join(TEXT_SUFFIXES + JSONL_SUFFIXES)
         raise CorpusError(f"{root} is not a corpus: give a directory, or one file of a known kind ({kinds}).")
@@ -128,10 +148,17 @@ def _iter_articles(root: Path, max_file_bytes: int, skip: Callable[[str, str], N
     for file in files:
         name = str(file)
         lower = file.name.lower()
+        if not _is_utf8(file.relative_to(base).as_posix()):
+            skip(name, NOT_UTF8_NAME)
+            continue
         try:
-            size = file.stat().st_size
+            info = file.stat()  # follows symlinks: a link to /dev/urandom is a device, not a file
+            if not stat.S_ISREG(info.st_mode):
+                skip(name, f"cannot be read: {_file_kind(info.st_mode)}, not a regular file")
+                continue
+            size = info.st_size
             if lower.endswith(JSONL_SUFFIXES):
-                yield from _read_jsonl(file, skip, max_file_bytes)
+                yield from _read_jsonl(file, skip, note, max_file_bytes)
                 continue
             if size == 0:
                 skip(name, "empty file")
@@ -146,25 +173,60 @@ def _iter_articles(root: Path, max_file_bytes: int, skip: Callable[[str, str], N
         if b"\x00" in raw[:8192]:
             skip(name, "binary file")
             continue
-        text = _decode(raw, name, skip)
+        text, replaced = _decode(raw)
         not_text = _not_text(text)
         if not_text:
             skip(name, not_text)
             continue
-        article_id = _article_id(file, base)
-        if lower.endswith((".html", ".htm")):
-            article = _parse_html(article_id, text)
-        elif lower.endswith((".md", ".markdown")):
-            article = _parse_markdown(article_id, text)
-        else:
-            article = _parse_txt(article_id, text)
+        if replaced:
+            note(name, "invalid UTF-8, undecodable bytes replaced with U+FFFD")
+        article = _parse_text_file(_article_id(file, base), lower, text, partial(_note_at, note, name))
         if not article.text.strip():
             skip(name, "no text")
             continue
-        yield article
+        yield article, name
 
 
-def _walk(root: Path, skip: Callable[[str, str], None]) -> Iterator[Path]:
+def _parse_text_file(article_id: str, lower_name: str, text: str, note: LineNotice) -> Article:
+    if lower_name.endswith((".html", ".htm")):
+        return _parse_html(article_id, text, note)
+    if lower_name.endswith((".md", ".markdown")):
+        return _parse_markdown(article_id, text, note)
+    return _parse_txt(article_id, text, note)
+
+
+def _note_at(note: Notice, name: str, line: int | None, problem: str) -> None:
+    note(name if line is None else f"{name}:{line}", problem)
+
+
+def _is_utf8(name: str) -> bool:
+    """False for a name holding undecodable bytes (os.fsdecode gives them as lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(text: str) -> str:
+    """`text` with undecodable name bytes and lone surrogates as backslash escapes: safe to print and store."""
+    if _is_utf8(text):
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")  # caf\xe9
+    except UnicodeEncodeError:  # a surrogate that is no escaped byte (JSON's "\ud800")
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
+    )
+    return next((kind for is_kind, kind in kinds if is_kind(mode)), "not a file")
+
+
+def _walk(root: Path, skip: Notice) -> Iterator[Path]:
     """Supported files under root in a stable order; directory symlinks are not followed (no loops).
 
     Depth-first with an explicit stack rather than os.walk, which recurses in Python 3.11
@@ -189,8 +251,12 @@ def _walk(root: Path, skip: Callable[[str, str], None]) -> Iterator[Path]:
             except OSError:  # a symlink loop, or gone already: reading it will report why
                 is_dir = is_link = False
             if is_dir:
-                if not is_link:
-                    subdirectories.append(Path(entry.path))
+                if is_link:
+                    continue
+                if not _is_utf8(entry.name):  # one warning for the directory, not one per file in it
+                    skip(entry.path, NOT_UTF8_NAME)
+                    continue
+                subdirectories.append(Path(entry.path))
             elif entry.name.lower().endswith(TEXT_SUFFIXES + JSONL_SUFFIXES):
                 yield Path(entry.path)
         stack.extend(reversed(subdirectories))
@@ -203,13 +269,13 @@ def _article_id(file: Path, base: Path) -> str:
     return relative[: -len(suffix)]
 
 
-def _decode(raw: bytes, name: str, skip: Callable[[str, str], None]) -> str:
+def _decode(raw: bytes) -> tuple[str, bool]:
+    """The text with line breaks as "\\n", and whether undecodable bytes were replaced with U+FFFD."""
     try:
-        text = raw.decode("utf-8-sig")
+        text, replaced = raw.decode("utf-8-sig"), False
     except UnicodeDecodeError:
-        log.warning("%s: invalid UTF-8, undecodable bytes replaced with U+FFFD", name)
-        text = raw.decode("utf-8", errors="replace")
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+        text, replaced = raw.decode("utf-8-sig", errors="replace"), True
+    return text.replace("\r\n", "\n").replace("\r", "\n"), replaced
 
 
 def _not_text(text: str, sample: int = 65_536) -> str | None:
@@ -238,40 +304,41 @@ def _first_line_title(text: str) -> str:
     return ""
 
 
-def _parse_txt(article_id: str, text: str) -> Article:
+def _parse_txt(article_id: str, text: str, note: LineNotice) -> Article:
     first, _, rest = text.partition("\n")
     match = _HEADER_RE.match(first)
     day = source = None
     if match:
-        day, source = _iso_date(match.group(1)), match.group(2) or None
+        # " date 2021-02-30 Wire" is a header all the same, with an impossible date: warned, indexed undated.
+        day, source = _checked_date(match.group(1), partial(note, 1), "header date"), match.group(2) or None
         text = rest
-        if day is None:  # " date 2021-02-30 Wire": a header all the same, with an impossible date
-            log.warning("%s: header date %s is not a calendar date; the article is indexed undated",
-                        article_id, match.group(1))
     body = text.strip()
     return Article(article_id, _first_line_title(body) or article_id, body, source, day)
 
 
-def _parse_markdown(article_id: str, text: str) -> Article:
+def _parse_markdown(article_id: str, text: str, note: LineNotice) -> Article:
     meta: dict[str, str] = {}
+    lines: dict[str, int] = {}  # front-matter key -> its line in the file, for warnings
     if text.startswith("---\n"):
         end = text.find("\n---", 4)
         if end != -1:
-            for line in text[4:end].splitlines():
+            for number, line in enumerate(text[4:end].split("\n"), 2):
                 key, sep, value = line.partition(":")
                 if sep:
                     meta[key.strip().lower()] = value.strip().strip("\"'")
+                    lines[key.strip().lower()] = number
             text = text[end + 4 :]
     body = text.strip()
     heading = next((m.group(1).strip() for m in re.finditer(r"^#\s+(.+)$", body, re.M)), None)
     title = meta.get("title") or heading or _first_line_title(body) or article_id
+    date_key = "date" if meta.get("date") else "publish_date"
     return Article(
         article_id,
         title,
         body,
-        meta.get("source"),
-        _iso_date(meta.get("date") or meta.get("publish_date")),
-        meta.get("url"),
+        meta.get("source") or None,
+        _checked_date(meta.get(date_key), partial(note, lines.get(date_key)), date_key),
+        _checked_url(meta.get("url"), partial(note, lines.get("url"))),
     )
 
 
@@ -324,7 +391,7 @@ class _HTMLText(HTMLParser):
             self.parts.append(data)
 
 
-def _parse_html(article_id: str, text: str) -> Article:
+def _parse_html(article_id: str, text: str, note: LineNotice) -> Article:
     parser = _HTMLText()
     parser.feed(text)
     parser.close()
@@ -332,43 +399,70 @@ def _parse_html(article_id: str, text: str) -> Article:
     body = _BLANK_LINES_RE.sub("\n\n", "\n".join(lines)).strip()
     meta = parser.meta
     title = " ".join(parser.title.split()) or meta.get("og:title") or _first_line_title(body) or article_id
+    date_key = "article:published_time" if meta.get("article:published_time") else "date"
     return Article(
         article_id,
         title,
         body,
         meta.get("og:site_name"),
-        _iso_date(meta.get("article:published_time") or meta.get("date")),
-        meta.get("og:url"),
+        _checked_date(meta.get(date_key), partial(note, None), f"<meta> {date_key}"),
+        _checked_url(meta.get("og:url"), partial(note, None)),
     )
 
 
-def _read_jsonl(file: Path, skip: Callable[[str, str], None], max_record_bytes: int) -> Iterator[Article]:
+def _read_jsonl(file: Path, skip: Notice, note: Notice, max_record_bytes: int) -> Iterator[tuple[Article, str]]:
     opener = gzip.open if file.name.lower().endswith(".gz") else open
+    replaced = False
     try:
-        with opener(file, "rt", encoding="utf-8", errors="replace") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
+        with opener(file, "rb") as handle:  # bytes, so a bad byte can be reported rather than replaced unseen
+            for number, raw in enumerate(handle, 1):
+                if not raw.strip():
                     continue
                 where = f"{file}:{number}"
-                if len(line) > max_record_bytes:  # characters: a cheap lower bound on the bytes
+                if len(raw) > max_record_bytes:
                     skip(where, f"record larger than the {max_record_bytes // (1024 * 1024)} MB limit")
                     continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    skip(where, f"malformed JSON ({exc.msg})")
-                    continue
-                article = _article_from_record(record)
+                line, bad_bytes = _decode_line(raw, number)
+                if bad_bytes and not replaced:  # once per file: a mis-encoded feed would repeat it on every line
+                    replaced = True
+                    note(where, "invalid UTF-8, undecodable bytes replaced with U+FFFD (later lines not reported)")
+                record, problem = _parse_json(line)
+                article = _article_from_record(record, partial(note, where)) if problem is None else problem
                 if isinstance(article, str):
                     skip(where, article)
                 else:
-                    yield article
-    except (OSError, EOFError) as exc:
+                    yield article, where
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: a corrupt .gz stream
         skip(str(file), f"cannot be read ({exc})")
 
 
-def _article_from_record(record: object) -> Article | str:
-    """An Article, or the reason the record cannot be one."""
+def _decode_line(raw: bytes, number: int) -> tuple[str, bool]:
+    """A record's text (a BOM on the first line dropped, as for .txt), and whether bytes were replaced."""
+    encoding = "utf-8-sig" if number == 1 else "utf-8"
+    try:
+        return raw.decode(encoding), False
+    except UnicodeDecodeError:
+        return raw.decode(encoding, errors="replace"), True
+
+
+def _parse_json(line: str) -> tuple[object, str | None]:
+    """The decoded value, or why the line is not JSON.
+
+    Beyond JSONDecodeError, json.loads raises ValueError for integers past Python's digit limit
+    and RecursionError for deeply nested arrays: bad lines all the same, not crashes.
+    """
+    try:
+        return json.loads(line), None
+    except json.JSONDecodeError as exc:
+        return None, f"malformed JSON ({exc.msg})"
+    except ValueError as exc:
+        return None, f"malformed JSON ({str(exc).split(':')[0]})"
+    except RecursionError:
+        return None, "malformed JSON (nested too deeply)"
+
+
+def _article_from_record(record: object, note: Callable[[str], None]) -> Article | str:
+    """An Article, or the reason the record cannot be one; `note` hears of fields dropped from it."""
     if not isinstance(record, dict):
         return "not a JSON object"
     raw_id = record.get("_id", record.get("id"))
@@ -377,22 +471,69 @@ def _article_from_record(record: object) -> Article | str:
     text = record.get("text")
     if not isinstance(text, str) or not text.strip():
         return "no text"
+    date_key = "date" if record.get("date") else "publish_date"
+    used = {"id": str(raw_id), "text": text, date_key: record.get(date_key),
+            **{key: record.get(key) for key in ("title", "source", "url")}}
+    for key, value in used.items():
+        if isinstance(value, str) and (problem := _surrogate_problem(value, key)):
+            return problem
     text = text.replace("\r\n", "\n").strip()
-    title = record.get("title")
-    title = title.strip() if isinstance(title, str) and title.strip() else _first_line_title(text)
-    day = record.get("date") or record.get("publish_date")
     return Article(
         str(raw_id).strip(),
-        title,
+        _optional_text(record.get("title"), "title", note) or _first_line_title(text),
         text,
-        _str_or_none(record.get("source")),
-        _iso_date(day if isinstance(day, str) else None),
-        _str_or_none(record.get("url")),
+        _optional_text(record.get("source"), "source", note),
+        _checked_date(record.get(date_key), note, date_key),
+        _checked_url(record.get("url"), note),
     )
 
 
-def _str_or_none(value: object) -> str | None:
-    return value.strip() or None if isinstance(value, str) else None
+def _surrogate_problem(value: str, field: str) -> str | None:
+    """Why `value` cannot be hashed or stored (half of a UTF-16 surrogate pair, JSON's "\\ud800"), or None.
+
+    Not indexer.search.text_problem: that module imports this one (and FAISS), and it also
+    refuses control characters, which article text may hold.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"{field} contains U+{ord(value[exc.start]):04X}, half of a UTF-16 surrogate pair, which is not text"
+    return None
+
+
+def _optional_text(value: object, field: str, note: Callable[[str], None]) -> str | None:
+    """A stripped string, or None: absent, empty, or (with a warning) not a string."""
+    if isinstance(value, str):
+        return value.strip() or None
+    if value is not None:
+        note(f"{field} is {_JSON_TYPES.get(type(value), 'not a string')}, not a string; treated as missing")
+    return None
+
+
+def _checked_date(value: object, note: Callable[[str], None], field: str = "date") -> str | None:
+    """YYYY-MM-DD, or None: absent, or (with a warning) not a date; the article is kept either way."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    day = _iso_date(value) if isinstance(value, str) else None
+    if day is None:
+        note(f"{field} {_shown(value)} is not a calendar date; the article is indexed undated")
+    return day
+
+
+def _checked_url(value: object, note: Callable[[str], None]) -> str | None:
+    """An http(s) URL, or None: absent, or (with a warning) anything else; the article is kept either way."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str) and _URL_RE.fullmatch(value.strip()):
+        return value.strip()
+    note(f"url {_shown(value)} is not an http:// or https:// URL; the article is indexed without it")
+    return None
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    """A field's value for a warning: quoted, and cut short (a bad field may be megabytes long)."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
 def _iso_date(value: str | None) -> str | None:
@@ -400,9 +541,10 @@ def _iso_date(value: str | None) -> str | None:
     if not value:
         return None
     value = value.strip()
-    if re.match(r"^\d{4}/\d{1,2}/\d{1,2}", value):  # 2020/01/03, as in RealTimeQA
-        year, month, day = value[:10].split("/")[:3]
-        value = f"{year}-{int(month):02d}-{int(day.split()[0][:2]):02d}"
+    slashed = re.match(r"(\d{4})/(\d{1,2})/(\d{1,2})", value)  # 2020/01/03, as in RealTimeQA
+    if slashed:  # the groups, not a split of value[:10], which gave int("1a") for "2020/1/1a"
+        year, month, day = slashed.groups()
+        value = f"{year}-{int(month):02d}-{int(day):02d}"
     for parse in (date.fromisoformat, lambda v: datetime.fromisoformat(v.replace("Z", "+00:00")).date()):
         try:
             return parse(value).isoformat()  # type: ignore[no-untyped-call]

@@ -1,11 +1,14 @@
 import gzip
 import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
+from indexer.build import build_index
 from indexer.corpus import corpus_fingerprint, load_corpus
+from indexer.embedding import FakeEmbedder
 from indexer.errors import CorpusError
 from tests.conftest import DAIMLER, SEED_CORPUS, XIAOMI_BLOOMBERG, XIAOMI_HT
 
@@ -144,7 +147,8 @@ def test_binary_without_zero_bytes_and_invalid_utf8(tmp_path: Path):
     assert set(reasons) == {str(tmp_path / n) for n in ("noise.txt", "photo.html", "control.md")}
     assert all("binary or not UTF-8" in r or r == "binary file" for r in reasons.values())
     assert (report.loaded, len(report.skipped)) == (1, 3)
-    assert len(warnings) == 3
+    assert len(warnings) == 4  # the three skipped files, and the bytes replaced in mixed.txt
+    assert any(w.startswith(f"{tmp_path / 'mixed.txt'}: invalid UTF-8") for w in warnings)
 
 
 def test_fifty_megabyte_file_is_skipped_and_nothing_else_is_lost(tmp_path: Path):
@@ -292,7 +296,7 @@ def test_header_with_an_impossible_date_is_still_a_header(tmp_path: Path, caplog
         (article,), _ = load_corpus(tmp_path)
     assert (article.title, article.date, article.source) == ("The headline", None, "Wire")
     assert not article.text.startswith(" date")
-    assert "2021-02-30 is not a calendar date" in caplog.text
+    assert f"{tmp_path / 'a.txt'}:1: header date '2021-02-30' is not a calendar date" in caplog.text
 
 
 @pytest.mark.parametrize("first_line", ["date 1234-56-78 was set as the deadline", "date 2021-02-3012 Wire"])
@@ -301,3 +305,220 @@ def test_prose_that_starts_like_a_header_stays_text(tmp_path: Path, first_line: 
     (article,), _ = load_corpus(tmp_path)
     assert (article.title, article.date, article.source) == (first_line, None, None)
     assert article.text.startswith(first_line)
+
+
+# ---- black-box review findings: each would crash, hang or lose data silently without its fix ----
+
+
+def _flood_guard(warnings: list[str], limit: int = 50):
+    """A warn callback that fails the test on a flood of warnings instead of letting it run forever."""
+
+    def warn(message: str) -> None:
+        warnings.append(message)
+        if len(warnings) > limit:
+            raise AssertionError(f"more than {limit} warnings, the last: {message[:200]}")
+
+    return warn
+
+
+def test_jsonl_records_with_a_lone_surrogate_are_skipped_and_the_rest_indexed(tmp_path: Path):
+    """JSON's "\ud800" decodes to a lone surrogate, which cannot be hashed (UTF-8) or stored."""
+    lines = [
+        r'{"id": "s1", "text": "surrogate \ud800 in the text"}',
+        r'{"id": "s\udc00", "text": "surrogate in the id"}',
+        r'{"id": "s3", "title": "T \ud800", "text": "surrogate in the title"}',
+        r'{"id": "s4", "source": "W\udfff", "text": "surrogate in the source"}',
+        r'{"id": "s5", "url": "https://x.example/\ud800", "text": "surrogate in the url"}',
+        r'{"id": "s6", "date": "2024-01-01\ud800", "text": "surrogate in the date"}',
+        r'{"id": "ok1", "text": "an emoji as a pair \ud83d\ude00 is fine", "unused": "\ud800"}',
+        r'{"id": "ok2", "text": "a plain story"}',
+    ]
+    (tmp_path / "feed.jsonl").write_text("\n".join(lines) + "\n")
+    warnings: list[str] = []
+    articles, report = load_corpus(tmp_path, warn=warnings.append)
+    assert sorted(a.article_id for a in articles) == ["ok1", "ok2"]
+    assert "\U0001f600" in next(a.text for a in articles if a.article_id == "ok1")
+    reasons = dict(report.skipped)
+    assert set(reasons) == {f"{tmp_path / 'feed.jsonl'}:{n}" for n in range(1, 7)}
+    for number, field in enumerate(("text", "id", "title", "source", "url", "date"), 1):
+        assert reasons[f"{tmp_path / 'feed.jsonl'}:{number}"].startswith(f"{field} contains U+D"), field
+        assert "surrogate pair" in reasons[f"{tmp_path / 'feed.jsonl'}:{number}"]
+    build_index(articles, tmp_path / "index", FakeEmbedder(), progress=False)  # hashing and storing work
+
+
+def test_a_file_whose_name_is_not_utf8_is_skipped_and_the_rest_indexed(tmp_path: Path):
+    folder = os.fsencode(tmp_path / "corpus")
+    try:
+        os.makedirs(folder + b"/d\xe9p")
+        with open(folder + b"/caf\xe9.txt", "wb") as handle:
+            handle.write(b"Title\nbody of the cafe story")
+    except OSError:  # a file system that insists on UTF-8 names (macOS)
+        pytest.skip("this file system refuses names that are not UTF-8")
+    for name in (b"/d\xe9p/a.txt", b"/d\xe9p/b.txt", b"/feed\xff.jsonl"):
+        with open(folder + name, "wb") as handle:
+            handle.write(b'{"id": "j", "text": "a record"}' if name.endswith(b"l") else b"Inside a bad folder")
+    (tmp_path / "corpus" / "ok.txt").write_text("A story with a good name.")
+    warnings: list[str] = []
+    articles, report = load_corpus(tmp_path / "corpus", warn=warnings.append)
+    assert [a.article_id for a in articles] == ["ok"]
+    shown = {Path(name).name: reason for name, reason in report.skipped}
+    assert set(shown) == {"caf\\xe9.txt", "d\\xe9p", "feed\\xff.jsonl"}  # the folder once, not once per file
+    assert all("not valid UTF-8" in reason for reason in shown.values())
+    assert all(w.encode("utf-8") for w in warnings)  # printable: no lone surrogates left in a warning
+    build_index(articles, tmp_path / "index", FakeEmbedder(), progress=False)
+    # Given as the corpus itself, such a file is skipped the same way.
+    articles, report = load_corpus(os.fsdecode(folder + b"/caf\xe9.txt"), warn=warnings.append)
+    assert not articles and "not valid UTF-8" in report.skipped[0][1]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/urandom"), reason="needs /dev/urandom and /dev/zero")
+def test_links_to_devices_are_skipped_with_one_warning_each(tmp_path: Path):
+    (tmp_path / "random.jsonl").symlink_to("/dev/urandom")  # endless lines of garbage
+    (tmp_path / "random.jsonl.gz").symlink_to("/dev/urandom")
+    (tmp_path / "zero.txt").symlink_to("/dev/zero")
+    (tmp_path / "null.md").symlink_to("/dev/null")
+    (tmp_path / "ok.jsonl").write_text(json.dumps({"id": "ok", "text": "A real story."}) + "\n")
+    warnings: list[str] = []
+    articles, report = load_corpus(tmp_path, warn=_flood_guard(warnings))
+    assert [a.article_id for a in articles] == ["ok"]
+    reasons = {Path(name).name: reason for name, reason in report.skipped}
+    assert set(reasons) == {"random.jsonl", "random.jsonl.gz", "zero.txt", "null.md"}
+    assert all(r == "cannot be read: a character device, not a regular file" for r in reasons.values())
+    assert len(warnings) == 4
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_named_pipe_is_skipped_not_waited_on(tmp_path: Path):
+    os.mkfifo(tmp_path / "pipe.jsonl")  # opening a pipe that no one writes to blocks forever
+    os.mkfifo(tmp_path / "pipe.txt")
+    (tmp_path / "ok.txt").write_text("A real story.")
+    results: list = []
+    worker = threading.Thread(target=lambda: results.append(load_corpus(tmp_path)), daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "the loader is blocked opening a named pipe"
+    [(articles, report)] = results
+    assert [a.article_id for a in articles] == ["ok"]
+    assert {Path(name).name: reason for name, reason in report.skipped} == {
+        "pipe.jsonl": "cannot be read: a named pipe, not a regular file",
+        "pipe.txt": "cannot be read: a named pipe, not a regular file",
+    }
+
+
+def test_bad_optional_jsonl_fields_are_dropped_with_a_warning_naming_the_line(tmp_path: Path):
+    lines = [
+        {"id": "d1", "text": "Impossible date.", "date": "2021-02-30"},
+        {"id": "d2", "text": "Not a date.", "publish_date": "next Tuesday"},
+        {"id": "d3", "text": "A number as date.", "date": 20210101},
+        {"id": "t1", "text": "Headline from the text\nbody", "title": 42, "source": ["Wire"]},
+        {"id": "u1", "text": "Script url.", "url": "javascript:alert(1)"},
+        {"id": "u2", "text": "Not a url.", "url": "not a url"},
+        {"id": "u3", "text": "Relative url.", "url": "/news/story", "source": None, "title": None},
+        {"id": "u4", "text": "Schemes are case-insensitive.", "url": " HTTPS://News.example/u4 "},
+        {"id": "good", "text": "All fields fine.", "title": "T", "source": "Wire", "date": "2024-05-06",
+         "url": "https://news.example/good"},
+    ]
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    warnings: list[str] = []
+    articles, report = load_corpus(tmp_path, warn=warnings.append)
+    by_id = {a.article_id: a for a in articles}
+    assert len(by_id) == 9 and not report.skipped  # every article is kept
+    assert by_id["u4"].url == "HTTPS://News.example/u4"
+    assert all(by_id[i].date is None for i in ("d1", "d2", "d3"))
+    assert (by_id["t1"].title, by_id["t1"].source) == ("Headline from the text", None)
+    assert all(by_id[i].url is None for i in ("u1", "u2", "u3"))
+    good = by_id["good"]
+    assert (good.title, good.source, good.date, good.url) == ("T", "Wire", "2024-05-06", "https://news.example/good")
+    assert warnings == [
+        f"{feed}:1: date '2021-02-30' is not a calendar date; the article is indexed undated",
+        f"{feed}:2: publish_date 'next Tuesday' is not a calendar date; the article is indexed undated",
+        f"{feed}:3: date 20210101 is not a calendar date; the article is indexed undated",
+        f"{feed}:4: title is a number, not a string; treated as missing",
+        f"{feed}:4: source is a list, not a string; treated as missing",
+        f"{feed}:5: url 'javascript:alert(1)' is not an http:// or https:// URL; the article is indexed without it",
+        f"{feed}:6: url 'not a url' is not an http:// or https:// URL; the article is indexed without it",
+        f"{feed}:7: url '/news/story' is not an http:// or https:// URL; the article is indexed without it",
+    ]
+
+
+def test_invalid_utf8_in_jsonl_is_replaced_with_one_warning_per_file(tmp_path: Path):
+    feed = tmp_path / "feed.jsonl"
+    feed.write_bytes(b'{"id": "a", "text": "fine"}\n{"id": "b", "text": "caf\xe9"}\n'
+                     b'{"id": "c", "text": "\xff\xfe x"}\n')
+    warnings: list[str] = []
+    articles, report = load_corpus(tmp_path, warn=warnings.append)
+    assert [a.article_id for a in articles] == ["a", "b", "c"] and not report.skipped
+    assert articles[1].text == "caf\ufffd"
+    assert warnings == [f"{feed}:2: invalid UTF-8, undecodable bytes replaced with U+FFFD (later lines not reported)"]
+
+
+def test_bad_markdown_and_html_metadata_is_dropped_with_a_warning(tmp_path: Path):
+    (tmp_path / "a.md").write_text("---\ntitle: T\ndate: 2021-13-01\nurl: javascript:alert(1)\n---\n# H\n\nBody.\n")
+    (tmp_path / "b.html").write_text(
+        "<html><head><title>P</title><meta name='date' content='someday'>"
+        "<meta property='og:url' content='javascript:alert(1)'></head><body><p>Page body.</p></body></html>"
+    )
+    (tmp_path / "c.md").write_text("---\ndate: 2024-02-29\nurl: https://news.example/c\n---\nLeap day story.\n")
+    warnings: list[str] = []
+    articles, _ = load_corpus(tmp_path, warn=warnings.append)
+    a, b, c = sorted(articles, key=lambda x: x.article_id)
+    assert (a.date, a.url, b.date, b.url) == (None, None, None, None)
+    assert (c.date, c.url) == ("2024-02-29", "https://news.example/c")
+    assert warnings == [
+        f"{tmp_path / 'a.md'}:3: date '2021-13-01' is not a calendar date; the article is indexed undated",
+        f"{tmp_path / 'a.md'}:4: url 'javascript:alert(1)' is not an http:// or https:// URL; "
+        "the article is indexed without it",
+        f"{tmp_path / 'b.html'}: <meta> date 'someday' is not a calendar date; the article is indexed undated",
+        f"{tmp_path / 'b.html'}: url 'javascript:alert(1)' is not an http:// or https:// URL; "
+        "the article is indexed without it",
+    ]
+
+
+def test_a_duplicate_id_names_both_places(tmp_path: Path):
+    (tmp_path / "a.jsonl").write_text(json.dumps({"id": "j1", "text": "First."}) + "\n")
+    (tmp_path / "b.jsonl").write_text("\n" + json.dumps({"id": "j1", "text": "Second."}) + "\n")
+    (tmp_path / "story.md").write_text("Markdown story.")
+    (tmp_path / "story.txt").write_text("Text story.")
+    warnings: list[str] = []
+    articles, report = load_corpus(tmp_path, warn=warnings.append)
+    assert sorted(a.text for a in articles) == ["First.", "Markdown story."]
+    assert report.skipped == [
+        (f"{tmp_path / 'b.jsonl'}:2", f"id 'j1' was already loaded from {tmp_path / 'a.jsonl'}:1"),
+        (str(tmp_path / "story.txt"), f"id 'story' was already loaded from {tmp_path / 'story.md'}"),
+    ]
+    assert warnings == [f"skipped {name}: {reason}" for name, reason in report.skipped]
+
+
+def test_jsonl_lines_json_cannot_decode_and_corrupt_gzip_are_skipped(tmp_path: Path):
+    """json.loads raises ValueError (huge integers) and RecursionError (deep nesting); zlib.error on bad .gz."""
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text(
+        '{"id": ' + "1" * 5000 + ', "text": "x"}\n' + "[" * 100_000 + "\n" + json.dumps({"id": "ok", "text": "Fine."})
+    )
+    stream = gzip.compress(b"".join(json.dumps({"id": f"g{i}", "text": f"story {i}"}).encode() + b"\n"
+                                    for i in range(300)))
+    broken = bytearray(stream)
+    broken[len(broken) // 2] ^= 0x55  # a bad deflate block: zlib.error, not OSError
+    (tmp_path / "broken.jsonl.gz").write_bytes(bytes(broken))
+    articles, report = load_corpus(tmp_path, warn=lambda message: None)
+    assert "ok" in {a.article_id for a in articles}
+    reasons = dict(report.skipped)
+    assert reasons[f"{feed}:1"].startswith("malformed JSON (Exceeds the limit")
+    assert reasons[f"{feed}:2"] == "malformed JSON (nested too deeply)"
+    assert reasons[str(tmp_path / "broken.jsonl.gz")].startswith("cannot be read")
+
+
+def test_jsonl_with_a_byte_order_mark_keeps_its_first_record(tmp_path: Path):
+    record = json.dumps({"id": "first", "text": "One."}).encode()
+    (tmp_path / "feed.jsonl").write_bytes(b"\xef\xbb\xbf" + record + b"\n")
+    articles, report = load_corpus(tmp_path)
+    assert [a.article_id for a in articles] == ["first"] and not report.skipped
+
+
+@pytest.mark.parametrize("value", ["2020/1/1a", "2020/12/3b"])
+def test_slashed_dates_with_trailing_letters_do_not_crash(tmp_path: Path, value: str):
+    (tmp_path / "a.md").write_text(f"---\ndate: {value}\n---\nBody.\n")
+    (tmp_path / "b.jsonl").write_text(json.dumps({"id": "b", "text": "Other.", "date": value}) + "\n")
+    articles, report = load_corpus(tmp_path)
+    assert len(articles) == 2 and not report.skipped
