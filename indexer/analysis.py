@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import functools
-import re
+import unicodedata
 from collections.abc import Iterator
 
+import regex
 import Stemmer
+
+# Bumped when the terms of some text change, so that indexes built before are rebuilt
+# (recorded in the manifest as LexicalConfig.analysis). 2: combining marks stay inside words,
+# terms are NFKC-normalised and case-folded.
+ANALYSIS_VERSION = 2
 
 # CJK ideographs, kana and hangul: no spaces between words, so runs become bigrams
 # (a one-character run stays a unigram); "比亞迪" -> "比亞", "亞迪".
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
-_TOKEN_RE = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+")
-_CJK_RE = re.compile(f"[{_CJK}]")
+# A word: a letter or digit, then letters, digits and combining marks, so that a decomposed
+# "Zu\u0308rich" or a Devanagari vowel sign does not cut the word in two.
+_TOKEN_RE = regex.compile(rf"(?V1)[{_CJK}]+|[[\p{{L}}\p{{N}}]--[{_CJK}]][[\p{{L}}\p{{N}}\p{{M}}]--[{_CJK}]]*")
+_CJK_RE = regex.compile(f"[{_CJK}]")
 
 # Lucene's English stopwords plus the possessive/contraction stubs and question words
 # that natural-language queries carry but that say nothing about the topic.
@@ -39,10 +47,19 @@ def terms_with_offsets(text: str) -> Iterator[tuple[str, int, int]]:
             for i in range(len(word) - 1):
                 yield word[i : i + 2], start + i, start + i + 2
             continue
-        lowered = word.lower()
+        lowered = word.lower() if word.isascii() else fold(word)
         if lowered in STOPWORDS:
             continue
         yield stem(lowered), start, match.end()
+
+
+def fold(word: str) -> str:
+    """The form a word is matched in: compatibility-normalised and case-folded (Elasticsearch's nfkc_cf).
+
+    Composed and decomposed accents ("Zürich"), fullwidth letters ("ｚｅｂｒａ") and ligatures
+    ("ﬁbrosis") then meet the plain form a query is typed in. Offsets stay those of the original text.
+    """
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", word).casefold())
 
 
 def analyze(text: str) -> list[str]:

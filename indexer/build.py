@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from indexer.analysis import ANALYSIS_VERSION
 from indexer.chunking import Chunk, Chunker, ChunkerConfig, embedding_text
 from indexer.corpus import Article, LoadReport, corpus_fingerprint, load_corpus
 from indexer.embedding import Embedder, backend_of
@@ -42,6 +43,7 @@ class LexicalConfig:
     k1: float = 1.2
     b: float = 0.75
     title_in_chunks: bool = True
+    analysis: int = ANALYSIS_VERSION  # an index analysed by an older version is rebuilt, not reused
 
 
 @dataclass

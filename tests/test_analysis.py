@@ -15,3 +15,17 @@ def test_stemming_stopwords_and_offsets():
 
 def test_mixed_script_and_numbers():
     assert analyze("BYD Co (比亞迪) $10 billion") == ["byd", "co", "比亞", "亞迪", "10", "billion"]
+
+
+def test_composed_decomposed_fullwidth_and_ligature_forms_meet_the_typed_form():
+    assert analyze("Zu\u0308rich") == analyze("Zürich") == ["zürich"]
+    assert analyze("\uff5a\uff45\uff42\uff52\uff41") == analyze("zebra")  # fullwidth
+    assert analyze("\ufb01brosis") == analyze("fibrosis")  # the "fi" ligature of PDF extractions
+    assert analyze("STRASSE") == analyze("Straße")
+
+
+def test_combining_marks_stay_inside_words_and_offsets_are_the_original_text():
+    text = "A\u030angstro\u0308m and नमस्ते"
+    terms = list(terms_with_offsets(text))
+    assert [t for t, _, _ in terms] == ["ångström", "नमस्ते"]
+    assert [text[s:e] for _, s, e in terms] == ["A\u030angstro\u0308m", "नमस्ते"]  # highlights cover whole words
