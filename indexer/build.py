@@ -235,7 +235,7 @@ def write_build(
         model_id=embedder.model_id,
         dimension=embedder.dimension,
         chunker=chunker.to_dict(),
-        lexical={"k1": lexical.k1, "b": lexical.b, "title_in_chunks": lexical.title_in_chunks},
+        lexical=asdict(lexical),
         faiss_factory=factory,
         counts={
             "articles": len(articles),

@@ -240,3 +240,26 @@ def test_an_up_to_date_index_is_not_rebuilt_by_the_cli(tmp_path: Path, monkeypat
     (corpus / "extra.txt").write_text(" date 2024-05-01 Test\nA new article about battery recycling plants.\n")
     assert indexer.cli.main(["index", str(corpus), "--index-dir", str(root)]) == 0
     assert SearchIndex.load(root, embedder).index_id not in (first, rebuilt)
+
+
+def test_an_index_analysed_by_an_older_version_is_rebuilt(tmp_path: Path, monkeypatch, capsys):
+    """Its BM25 terms differ from what queries are analysed into now, so it must not be reused."""
+    import json
+
+    import indexer.cli
+    from indexer.analysis import ANALYSIS_VERSION
+    from indexer.publish import current_build
+
+    embedder = CountingEmbedder()
+    monkeypatch.setattr(indexer.cli, "_embedder", lambda args=None: embedder)
+    root = tmp_path / "index"
+    assert indexer.cli.main(["index", str(SEED_CORPUS), "--index-dir", str(root)]) == 0
+    manifest_path = current_build(root) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["lexical"]["analysis"] == ANALYSIS_VERSION
+    del manifest["lexical"]["analysis"]  # as written before analysis versions were recorded
+    manifest_path.write_text(json.dumps(manifest))
+    old = current_build(root).name
+    capsys.readouterr()
+    assert indexer.cli.main(["index", str(SEED_CORPUS), "--index-dir", str(root)]) == 0
+    assert "is up to date" not in capsys.readouterr().err and current_build(root).name != old
