@@ -14,14 +14,14 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI, Query, Request, Response
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 from starlette.concurrency import run_in_threadpool
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
-from api.auth import require_key
+from api.auth import KeyGuardMiddleware, require_key
 from api.body_limit import BodyLimitMiddleware
+from api.cors import JsonCORSMiddleware
 from api.errors import ApiError, error_response, install_error_handlers
 from api.holder import IndexHolder
 from api.limiter import SearchLimiter
@@ -47,6 +47,7 @@ from indexer.search import Filters, SearchIndex
 _SPACE = re.compile(r"\s+")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DOCS_ASSETS = "/docs/assets"
+ARTICLE_ROUTE = "/articles/{article_id:path}"
 DOCS_FILES = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css", "favicon-32x32.png": "image/png"}
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": text}
@@ -115,15 +116,19 @@ def create_app(
     app.state.holder = holder
     app.state.metrics = metrics
     app.state.manager = manager
-    install_error_handlers(app, models.rules, models.examples)
+    install_error_handlers(app, models.rules, models.examples, {
+        "/search": tuple(SearchQuery.model_fields), ARTICLE_ROUTE: tuple(ArticleQuery.model_fields),
+    })
 
-    # Added innermost first: metrics see every response, CORS headers reach errors too.
+    # Added innermost first: metrics see every response, CORS headers reach errors too, and
+    # the API key is checked before the query string or the body is looked at.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
                        larger={("POST", "/articles"): settings.max_write_bytes})
     app.add_middleware(QueryEncodingMiddleware)
+    app.add_middleware(KeyGuardMiddleware, routes=app.router.routes)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
+            JsonCORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Content-Type", "Authorization", "X-API-Key"], max_age=600,
         )
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
@@ -160,7 +165,7 @@ def create_app(
         return answer.to_dict()
 
     @app.get(
-        "/articles/{article_id:path}", response_model=ArticleOut, tags=["articles"], dependencies=read_guard,
+        ARTICLE_ROUTE, response_model=ArticleOut, tags=["articles"], dependencies=read_guard,
         responses={**read_errors, 404: {"model": ErrorOut, "description": "No article with this id"}},
     )
     async def article(article_id: str, params: Annotated[ArticleQuery, Query()]) -> dict[str, Any]:  # type: ignore[valid-type]

@@ -8,7 +8,8 @@ the fix; a 500 says only that something went wrong (the traceback goes to the lo
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from difflib import get_close_matches
 from email.message import Message
 from typing import Any
 
@@ -84,9 +85,17 @@ def translate(exc: NewsdeskError) -> ApiError:
 
 
 def describe_validation(
-    errors: list[dict[str, Any]], rules: Mapping[str, str], content_type: str | None, example: str
+    errors: list[dict[str, Any]], rules: Mapping[str, str], content_type: str | None, example: str,
+    query_params: Sequence[str] = (),
 ) -> ApiError:
-    """One clear ApiError for a failed request validation (the first problem found)."""
+    """One clear ApiError for a failed request validation (the first problem found).
+
+    `query_params` are the endpoint's query parameters, listed when an unknown one was sent.
+    """
+    unknown = [str(e["loc"][1]) for e in errors
+               if e.get("type") == "extra_forbidden" and tuple(e.get("loc", ()))[:1] == ("query",)]
+    if unknown:
+        return ApiError(422, "invalid_parameter", _unknown_parameters(unknown, query_params))
     body_errors = [e for e in errors if e.get("loc", ("",))[0] == "body"]
     # FastAPI (0.132 on) reads a body as JSON only when its Content-Type says so; an absent
     # body (error "missing") is answered below, whatever the header.
@@ -136,8 +145,15 @@ def describe_validation(
     return ApiError(422, "invalid_parameter", message)
 
 
-def install_error_handlers(app: FastAPI, rules: Mapping[str, str], examples: Mapping[str, str]) -> None:
-    """Route every exception the app can meet into the one error shape."""
+def install_error_handlers(
+    app: FastAPI, rules: Mapping[str, str], examples: Mapping[str, str],
+    query_params: Mapping[str, Sequence[str]] | None = None,
+) -> None:
+    """Route every exception the app can meet into the one error shape.
+
+    `query_params` maps a route's path (its template) to the query parameters it takes.
+    """
+    query_params = query_params or {}
 
     async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
@@ -151,7 +167,9 @@ def install_error_handlers(app: FastAPI, rules: Mapping[str, str], examples: Map
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         example = examples.get(request.url.path, "a JSON object (see /docs)")
-        error = describe_validation(list(exc.errors()), rules, request.headers.get("content-type"), example)
+        route = getattr(request.scope.get("route"), "path", request.url.path)
+        error = describe_validation(list(exc.errors()), rules, request.headers.get("content-type"), example,
+                                    query_params.get(route, ()))
         return error_response(error.status, error.code, error.message)
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -196,6 +214,16 @@ def _allowed_methods(request: Request) -> str:
         if match != Match.NONE:
             methods |= set(getattr(route, "methods", None) or ())
     return ", ".join(sorted(methods))
+
+
+def _unknown_parameters(unknown: Sequence[str], known: Sequence[str]) -> str:
+    """Name the unknown query parameters, suggest the likely intended one, list the real ones."""
+    names = ", ".join(repr(name[:40]) for name in unknown)
+    message = f"Unknown query parameter{'s' if len(unknown) > 1 else ''} {names}"
+    close = get_close_matches(unknown[0], known, n=1)
+    if close:
+        message += f" (did you mean {close[0]}?)"
+    return message + (f"; the parameters are {', '.join(known)}." if known else "; see /docs.")
 
 
 def _label(parts: tuple[Any, ...]) -> str:

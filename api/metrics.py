@@ -9,12 +9,15 @@ import time
 from collections.abc import Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from indexer.search import SearchIndex
 
 UNMATCHED = "<unmatched>"  # one label for every unknown path, so scanners cannot blow up label cardinality
+# nginx's "client closed request": the client disconnected before a response was sent (none was).
+CLIENT_CLOSED = 499
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -88,7 +91,9 @@ class MetricsMiddleware:
             return
         endpoint = self._endpoint(scope)
         method = scope["method"]
-        status = 500
+        # An exception before any response is a 500 (sent by Starlette outside this middleware);
+        # an app that returns without responding does so because the client went away.
+        status = CLIENT_CLOSED
         started = time.perf_counter()
 
         async def send_and_record(message: Message) -> None:
@@ -99,6 +104,12 @@ class MetricsMiddleware:
 
         try:
             await self.app(scope, receive, send_and_record)
+        except ClientDisconnect:
+            raise
+        except Exception:
+            if status == CLIENT_CLOSED:
+                status = 500
+            raise
         finally:
             self.metrics.latency.labels(endpoint, method).observe(time.perf_counter() - started)
             self.metrics.requests.labels(endpoint, method, str(status)).inc()

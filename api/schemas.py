@@ -19,6 +19,7 @@ from indexer.search import CONTROL_CHARS, EMPTY_SOURCE, MODES, text_problem
 ModeName = Literal["hybrid", "dense", "lexical"]
 assert set(MODES) == {"hybrid", "dense", "lexical"}  # keep the API's Literal in step with the indexer
 
+FILTERS = ("source", "date_from", "date_to")
 DEFAULT_K = 10
 DEFAULT_ASK_K = 5
 MAX_SOURCE_CHARS = 200
@@ -27,13 +28,15 @@ _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # the schema too, so clients (and the fuzzer) know that "   " is not a query. Spelled out
 # (every character str.strip removes, plus C0, DEL and C1 controls) rather than \S, which
 # pydantic's regex engine, JavaScript's and Python's each read differently (e.g. \x85, \x1c).
-HAS_TEXT = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+SPACE_OR_CONTROL = r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+HAS_TEXT = rf"[^{SPACE_OR_CONTROL}]"
 # Queries also hold no control character anywhere (tabs and line breaks are fine), as
 # indexer.search.text_problem checks; it also refuses unpaired surrogates (JSON's "\ud800"),
 # which no pattern can state (Rust's regex engine has no surrogates). The leading run is the
 # whitespace that is not a control character: disjoint from HAS_TEXT, so a backtracking
 # engine (a client's Python or JavaScript) matches in linear time.
 _LEADING_SPACE = r"\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_EMPTY = "not all whitespace, invisible or combining characters"
 QUERY_TEXT = rf"^[{_LEADING_SPACE}]*{HAS_TEXT}[^{CONTROL_CHARS}]*$"
 
 
@@ -148,6 +151,16 @@ def parse_date(value: object, field: str) -> object:
         raise ValueError(f"{field} must be a real calendar date as YYYY-MM-DD, got {value!r}.") from None
 
 
+def source_field(description: str, **extra: Any) -> Any:
+    """The optional source filter's field (GET and POST /search)."""
+    return Field(None, min_length=1, max_length=MAX_SOURCE_CHARS, pattern=QUERY_TEXT, description=description, **extra)
+
+
+def _or_empty(schema: dict[str, Any]) -> None:
+    """A GET filter's schema also takes the empty string (it means no filter)."""
+    schema["anyOf"] = [*schema.get("anyOf", []), {"type": "string", "maxLength": 0}]
+
+
 def _not_blank(value: str, field: str) -> str:
     if not value.strip():
         raise ValueError(f"{field} is empty; type some words.")
@@ -194,13 +207,10 @@ def request_models(settings: Settings) -> RequestModels:
 
     class SearchFields(BaseModel):
         q: str = Field(min_length=1, max_length=max_q, pattern=QUERY_TEXT,
-                       description=f"what to search for (1-{max_q} characters, not all whitespace)")
+                       description=f"what to search for (1-{max_q} characters; {NOT_EMPTY})")
         k: int = Field(DEFAULT_K, ge=1, le=max_k, description=f"how many passages (1-{max_k})")
         mode: ModeName = Field("hybrid", description="hybrid (both), dense (meaning) or lexical (words, BM25)")
-        source: str | None = Field(
-            None, min_length=1, max_length=MAX_SOURCE_CHARS, pattern=QUERY_TEXT,
-            description="only this source (case-insensitive)",
-        )
+        source: str | None = source_field("only this source (case-insensitive)")
         date_from: date | None = Field(None, description="only articles dated on or after, YYYY-MM-DD")
         date_to: date | None = Field(None, description="only articles dated on or before, YYYY-MM-DD")
 
@@ -235,7 +245,26 @@ def request_models(settings: Settings) -> RequestModels:
             return self
 
     class SearchQuery(SearchFields):
-        """GET /search query parameters (unknown parameters, e.g. cache busters, are ignored)."""
+        """GET /search query parameters; an unknown one (a typo like date_form) is refused.
+
+        An empty filter (source=, as an HTML form sends a field left blank) means no filter.
+        """
+
+        model_config = ConfigDict(extra="forbid")
+
+        source: str | None = source_field("only this source (case-insensitive); empty: every source",
+                                          json_schema_extra=_or_empty)
+        date_from: date | None = Field(None, description="only articles dated on or after, YYYY-MM-DD; empty: no limit",
+                                       json_schema_extra=_or_empty)
+        date_to: date | None = Field(None, description="only articles dated on or before, YYYY-MM-DD; empty: no limit",
+                                     json_schema_extra=_or_empty)
+
+        @model_validator(mode="before")
+        @classmethod
+        def _empty_filters(cls, data: object) -> object:
+            if isinstance(data, dict):
+                return {name: value for name, value in data.items() if not (name in FILTERS and value == "")}
+            return data
 
     class SearchBody(SearchFields):
         """POST /search body: the same fields as GET, as a JSON object."""
@@ -253,7 +282,7 @@ def request_models(settings: Settings) -> RequestModels:
         model_config = ConfigDict(extra="forbid")
 
         question: str = Field(min_length=1, max_length=max_q, pattern=QUERY_TEXT,
-                              description=f"a question (1-{max_q} characters, not all whitespace)")
+                              description=f"a question (1-{max_q} characters; {NOT_EMPTY})")
         k: int = Field(DEFAULT_ASK_K, ge=1, le=max_k, description=f"how many passages to consider (1-{max_k})")
 
         @field_validator("k", mode="before")
@@ -272,7 +301,9 @@ def request_models(settings: Settings) -> RequestModels:
             return _not_blank(value, "question")
 
     class ArticleQuery(BaseModel):
-        """GET /articles/{article_id} query parameters: an optional cited span."""
+        """GET /articles/{article_id} query parameters: an optional cited span (an unknown parameter is refused)."""
+
+        model_config = ConfigDict(extra="forbid")
 
         start: int | None = Field(None, ge=0, description="start offset of a cited span (with end)")
         end: int | None = Field(None, ge=1, description="end offset of a cited span (with start)")

@@ -14,24 +14,30 @@ from typing import Annotated, Any, Self
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI, Path
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from api.auth import require_key
 from api.errors import ApiError
 from api.reload import IndexManager
-from api.schemas import HAS_TEXT, MAX_SOURCE_CHARS, ErrorOut, parse_date, plain_text
+from api.schemas import MAX_SOURCE_CHARS, QUERY_TEXT, SPACE_OR_CONTROL, ErrorOut, parse_date, plain_text
 from api.settings import Settings
 from indexer.corpus import Article
+from indexer.search import text_problem
 
 MAX_QUEUED_WRITES = 4  # writes waiting for the one being built; more get 503
 MAX_ID_CHARS = 300
 MAX_TITLE_CHARS = 500
 MAX_URL_CHARS = 2000
-# No spaces or control characters (C0, DEL, C1) anywhere, no '/' at either end: the id goes
-# into /articles/{article_id} paths as it is. Explicit ranges, not \s, which regex engines
-# (pydantic's, the fuzzer's) read differently.
-ID_PATTERN = r"^[^\x00-\x20\x7f-\x9f/](?:[^\x00-\x20\x7f-\x9f]*[^\x00-\x20\x7f-\x9f/])?$"
-URL_PATTERN = r"^https?://[^\s\x00-\x1f\x7f]+$"
+# The id goes into /articles/{article_id} paths as it is, so: no spaces (Unicode's too) or
+# control characters anywhere, no '/' at either end, and no '.' or '..' segment (also
+# spelled %2e), which browsers, fetch and curl resolve away ('\\' separates segments for
+# them too). Explicit ranges, not \s, which regex engines (pydantic's, the fuzzer's) read
+# differently; the look-ahead needs Python's engine (set on the model below).
+_ID_CHAR = f"[^{SPACE_OR_CONTROL}]"
+_ID_EDGE = f"[^{SPACE_OR_CONTROL}/]"
+_DOT_SEGMENT = r"(?:\.|%2[eE]){1,2}"
+ID_PATTERN = rf"^(?!(?:.*[/\\])?{_DOT_SEGMENT}(?:[/\\]|$)){_ID_EDGE}(?:{_ID_CHAR}*{_ID_EDGE})?$"
+URL_PATTERN = r"^[hH][tT][tT][pP][sS]?://[^\s\x00-\x1f\x7f]+$"  # schemes are case-insensitive
 _NEWLINES = re.compile(r"\r\n?")
 ARTICLES_EXAMPLE = (
     '{"articles": [{"article_id": "wire/2024/ferry", "title": "Solar ferry", "text": "A solar ferry ...", '
@@ -44,6 +50,11 @@ class WriteOut(BaseModel):
     added: list[str]
     replaced: list[str]
     deleted: list[str]
+    text_normalised: list[str] = Field(
+        default_factory=list,
+        description="ids whose text was stored changed (line breaks made \\n, surrounding whitespace removed): "
+        "citation offsets refer to the stored text, which GET /articles/{article_id} returns",
+    )
     articles: int = Field(description="articles in the new index")
     chunks: int = Field(description="chunks (passages) in the new index")
     took_ms: float = Field(description="time to build, publish and load the new index")
@@ -56,25 +67,37 @@ def write_models(settings: Settings) -> type[BaseModel]:
     class ArticleIn(BaseModel):
         """One article to add, or to replace if its id exists."""
 
-        model_config = ConfigDict(extra="forbid")
+        model_config = ConfigDict(extra="forbid", regex_engine="python-re")  # ID_PATTERN looks ahead
 
         article_id: str = Field(
             min_length=1, max_length=MAX_ID_CHARS, pattern=ID_PATTERN,
-            description=f"unique id, 1-{MAX_ID_CHARS} characters without spaces (may contain '/')",
+            description=f"unique id, 1-{MAX_ID_CHARS} characters without spaces (may contain '/', "
+            "but no '.' or '..' segment)",
         )
-        title: str = Field(min_length=1, max_length=MAX_TITLE_CHARS, pattern=HAS_TEXT)
+        title: str = Field(min_length=1, max_length=MAX_TITLE_CHARS, pattern=QUERY_TEXT,
+                           description="the headline (whitespace runs become one space)")
         text: str = Field(
-            min_length=1, max_length=max_text, pattern=HAS_TEXT,
-            description=f"the article's text, 1-{max_text} characters; citations are offsets into it",
+            min_length=1, max_length=max_text, pattern=QUERY_TEXT,
+            description=f"the article's text, 1-{max_text} characters, no control characters other than tabs "
+            "and line breaks. Stored with line breaks as \\n and surrounding whitespace removed: citations "
+            "are offsets into the stored text (GET /articles/{article_id})",
         )
-        source: str | None = Field(None, min_length=1, max_length=MAX_SOURCE_CHARS, pattern=HAS_TEXT)
+        source: str | None = Field(None, min_length=1, max_length=MAX_SOURCE_CHARS, pattern=QUERY_TEXT)
         date: str | None = Field(None, description="publication date, YYYY-MM-DD", json_schema_extra={"format": "date"})
         url: str | None = Field(None, max_length=MAX_URL_CHARS, pattern=URL_PATTERN, description="http(s) URL")
 
-        @field_validator("source", mode="before")
+        @field_validator("article_id", mode="before")
         @classmethod
-        def _source(cls, value: object) -> object:
-            return plain_text(value, "source")  # as /search's source filter requires, or it could not be found
+        def _id(cls, value: object) -> object:
+            if isinstance(value, str) and (problem := id_problem(value)):
+                raise ValueError(problem)
+            return value
+
+        @field_validator("title", "text", "source", mode="before")
+        @classmethod
+        def _text(cls, value: object, info: ValidationInfo) -> object:
+            # For source also as /search's source filter requires, or it could not be found.
+            return plain_text(value, str(info.field_name))
 
         @field_validator("date", mode="before")
         @classmethod
@@ -109,16 +132,30 @@ def write_models(settings: Settings) -> type[BaseModel]:
     return ArticlesIn
 
 
+def id_problem(article_id: str) -> str | None:
+    """Why `article_id` cannot be opened at /articles/{article_id}, or None (ID_PATTERN in words)."""
+    if problem := text_problem(article_id, "article_id"):
+        return problem
+    if space := next((char for char in article_id if char.isspace()), None):
+        return f"article_id contains U+{ord(space):04X}, a space character; ids have no spaces: use '-' or '_'."
+    if any(re.fullmatch(_DOT_SEGMENT, part) for part in re.split(r"[/\\]", article_id)):
+        return (
+            f"article_id {article_id[:60]!r} has a '.' or '..' segment, which browsers and HTTP clients remove "
+            "from URLs (/articles/a/../b opens /articles/b), so it could not be opened; choose another id."
+        )
+    return None
+
+
 def write_rules(settings: Settings) -> dict[str, str]:
     """What each write field must be, for error messages (see api/errors.py)."""
     return {
         "articles": f"a list of 1 to {settings.max_articles_per_write} articles",
         "article_id": f"1 to {MAX_ID_CHARS} characters with no spaces or control characters, not starting or "
-        "ending with '/'",
+        "ending with '/', without a '.' or '..' segment",
         "title": f"text of 1 to {MAX_TITLE_CHARS} characters",
         "text": f"text of 1 to {settings.max_article_chars} characters",
         "date": "a date as YYYY-MM-DD",
-        "url": f"an http:// or https:// URL of at most {MAX_URL_CHARS} characters, without spaces",
+        "url": f"an http:// or https:// URL (any case) of at most {MAX_URL_CHARS} characters, without spaces",
     }
 
 
@@ -198,7 +235,12 @@ def add_write_routes(
               responses=responses)
     async def add_articles(body: ArticlesIn) -> dict[str, Any]:  # type: ignore[valid-type]
         """Add articles, or replace those whose id exists; the response comes once they are searchable."""
-        return await run([a.to_article() for a in body.articles], [])  # type: ignore[attr-defined]
+        sent = {a.article_id: a.text for a in body.articles}  # type: ignore[attr-defined]
+        upserts = [a.to_article() for a in body.articles]  # type: ignore[attr-defined]
+        outcome = await run(upserts, [])
+        # Offsets are into the stored text: name the articles whose text the clean-up changed.
+        outcome["text_normalised"] = [a.article_id for a in upserts if a.text != sent[a.article_id]]
+        return outcome
 
     @app.delete(
         "/articles/{article_id:path}", response_model=WriteOut, tags=["articles"], dependencies=[Depends(guard)],

@@ -114,9 +114,13 @@ BAD_SEARCH = [
     ({"q": "cars", "date_to": "01/02/2020"}, ("date_to", "YYYY-MM-DD")),
     ({"q": "cars", "date_from": "1700000000"}, ("date_from", "YYYY-MM-DD")),
     ({"q": "cars", "date_from": "2022-02-01", "date_to": "2022-01-01"}, ("date_from", "date_to")),
-    ({"q": "cars", "source": ""}, ("source",)),
     ({"q": "cars", "source": "   "}, ("source", "empty")),
     ({"k": 3}, ("q", "required")),
+]
+# In a JSON body "" is a value, and not a source; in a query string it is a field left blank.
+BAD_SEARCH_BODY = [
+    ({"q": "cars", "source": ""}, ("source",)),
+    ({"q": "cars", "date_from": ""}, ("date_from", "YYYY-MM-DD")),
 ]
 
 
@@ -125,9 +129,43 @@ def test_bad_search_get(client: TestClient, params: dict, words: tuple[str, ...]
     assert_error(client.get("/search", params=params), 422, "invalid_parameter", *words)
 
 
-@pytest.mark.parametrize(("params", "words"), BAD_SEARCH)
+@pytest.mark.parametrize(("params", "words"), BAD_SEARCH + BAD_SEARCH_BODY)
 def test_bad_search_post(client: TestClient, params: dict, words: tuple[str, ...]):
     assert_error(client.post("/search", json=params), 422, "invalid_parameter", *words)
+
+
+def test_empty_filters_in_a_query_string_are_no_filters(client: TestClient):
+    """What an HTML form sends for fields left blank: source=&date_from=&date_to=."""
+    unfiltered = client.get("/search", params={"q": "cars", "k": MAX_K}).json()["hits"]
+    blank = client.get("/search?q=cars&k=20&source=&date_from=&date_to=")
+    assert blank.status_code == 200, blank.text
+    assert [h["chunk_id"] for h in blank.json()["hits"]] == [h["chunk_id"] for h in unfiltered]
+    by_source = client.get("/search?q=cars&k=20&source=bloomberg&date_from=&date_to=").json()["hits"]
+    assert by_source and {h["citation"]["source"] for h in by_source} == {"Bloomberg"}
+    # Blank is not whitespace: a source of spaces is still refused.
+    assert_error(client.get("/search?q=cars&source=+"), 422, "invalid_parameter", "source", "empty")
+    spec = client.get("/openapi.json").json()["paths"]["/search"]["get"]
+    params = {p["name"]: p["schema"] for p in spec["parameters"]}
+    for name in ("source", "date_from", "date_to"):
+        assert {"type": "string", "maxLength": 0} in params[name]["anyOf"], name  # the schema says so too
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("q=cars&date_form=2024-01-01", ("'date_form'", "did you mean date_from", "q, k, mode, source, date_from")),
+        ("q=cars&from=2024-01-01", ("'from'", "date_from")),
+        ("query=cars", ("'query'", "q, k, mode")),
+        ("q=cars&a=1&b=", ("parameters 'a', 'b'",)),
+    ],
+)
+def test_unknown_query_parameters_are_refused(client: TestClient, query: str, words: tuple[str, ...]):
+    assert_error(client.get(f"/search?{query}"), 422, "invalid_parameter", "Unknown query parameter", *words)
+
+
+def test_unknown_article_query_parameters_are_refused(client: TestClient):
+    response = client.get(f"/articles/{DAIMLER}?strat=3&end=10")
+    assert_error(response, 422, "invalid_parameter", "'strat'", "did you mean start", "start, end, context")
 
 
 @pytest.mark.parametrize(
@@ -173,8 +211,9 @@ def test_query_string_that_is_not_utf8(client: TestClient):
         assert_error(client.get(f"/search?{query}"), 400, "bad_request", "UTF-8")
     assert client.get("/search?q=%E6%AF%94%E4%BA%9E%E8%BF%AA").status_code == 200  # 比亞迪, percent-encoded
     # Everything else a query string may hold still passes: '+', an escaped '+', empty values, bare keys.
-    for query in ("q=Daimler+Denza", "q=C%2B%2B+cars", "q=cars&source=", "q=cars&flag", "q=" + "a" * 50):
-        assert client.get(f"/search?{query}").status_code in (200, 422), query
+    for query in ("q=Daimler+Denza", "q=C%2B%2B+cars", "q=cars&source=", "q=" + "a" * 50):
+        assert client.get(f"/search?{query}").status_code == 200, query
+    assert client.get("/search?q=cars&flag").status_code == 422  # a bare unknown key: refused as unknown
 
 
 @pytest.mark.parametrize(

@@ -151,6 +151,37 @@ def test_unexpected_exception_is_a_json_500_without_details(index_dir: Path):
         assert "secret" not in response.text and "RuntimeError" not in response.text
         assert "logged" in message
         assert client.get("/search", params={"q": "cars"}).status_code == 200
+        text = client.get("/metrics").text  # a real 500 still counts as one
+        assert metric(text, "newsdesk_http_requests_total", endpoint="/search", method="GET", status="500") == 1
+        assert metric(text, "newsdesk_http_requests_total", endpoint="/search", method="GET", status="499") is None
+
+
+def test_a_client_gone_mid_body_counts_as_499_not_500(index_dir: Path):
+    app = create_app(Settings(index_dir=index_dir, reload_interval=0), embedder=FakeEmbedder())
+    incoming = iter([{"type": "http.request", "body": b'{"q": "ca', "more_body": True}, {"type": "http.disconnect"}])
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return next(incoming)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async def scenario() -> str:
+        async with app.router.lifespan_context(app):
+            headers = [(b"content-type", b"application/json"), (b"content-length", b"20")]
+            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                     "scheme": "http", "path": "/search", "raw_path": b"/search", "root_path": "",
+                     "query_string": b"", "headers": headers, "client": ("127.0.0.1", 1), "server": ("test", 80)}
+            await app(scope, receive, send)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                return (await client.get("/metrics")).text
+
+    text = asyncio.run(scenario())
+    assert sent == []  # nothing was sent: there was no one to send it to
+    assert metric(text, "newsdesk_http_requests_total", endpoint="/search", method="POST", status="499") == 1
+    assert metric(text, "newsdesk_http_requests_total", endpoint="/search", method="POST", status="500") is None
 
 
 # ---- request size ---------------------------------------------------------------------------------
@@ -267,6 +298,24 @@ def test_cors_allows_only_configured_origins(index_dir: Path):
         assert "access-control-allow-origin" not in other.headers
         error = client.get("/search", params={"q": ""}, headers={"Origin": "https://news.example"})
         assert error.status_code == 422 and error.headers["access-control-allow-origin"] == "https://news.example"
+
+
+@pytest.mark.parametrize(
+    ("headers", "words"),
+    [
+        ({"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+         ("origin 'https://evil.example'", "NEWSDESK_CORS_ORIGINS")),
+        ({"Origin": "https://news.example", "Access-Control-Request-Method": "PUT"}, ("method 'PUT'", "GET, POST")),
+        ({"Origin": "https://news.example", "Access-Control-Request-Method": "POST",
+          "Access-Control-Request-Headers": "content-type, x-secret"}, ("header 'x-secret'", "x-api-key")),
+    ],
+)
+def test_a_refused_cors_preflight_is_a_json_error(index_dir: Path, headers: dict[str, str], words: tuple[str, ...]):
+    with serve(index_dir, cors_origins=["https://news.example"]) as client:
+        response = client.options("/search", headers=headers)
+        assert_error(response, 400, "cors_not_allowed", "Cross-origin request refused", *words)
+        assert "access-control-allow-origin" not in response.headers or headers["Origin"] == "https://news.example"
+        assert "Origin" in response.headers.get("vary", "")
 
 
 def test_widget_files_and_docs_are_served(index_dir: Path):

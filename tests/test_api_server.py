@@ -158,6 +158,29 @@ def test_streamed_oversized_body_is_refused_at_the_limit(fake_server: int):
     assert answer.startswith(b"HTTP/1.1 413") and b'"payload_too_large"' in answer
 
 
+def test_a_client_gone_mid_body_is_not_counted_as_a_500(fake_server: int):
+    def search_posts(status: str) -> float:
+        connection = http.client.HTTPConnection("127.0.0.1", fake_server, timeout=30)
+        try:
+            connection.request("GET", "/metrics")
+            text = connection.getresponse().read().decode()
+        finally:
+            connection.close()
+        sample = f'newsdesk_http_requests_total{{endpoint="/search",method="POST",status="{status}"}} '
+        return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(sample))
+
+    before = search_posts("499")
+    head = (b"POST /search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", fake_server), timeout=10) as sock:
+        sock.sendall(head + b'{"q": "ca')  # 9 of the 100 bytes, then hang up
+    deadline = time.monotonic() + 10
+    while search_posts("499") == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert search_posts("499") == before + 1
+    assert search_posts("500") == 0
+
+
 @pytest.mark.integration
 def test_newsdesk_serve_with_the_real_model(real_index: SearchIndex, tmp_path: Path):
     """`newsdesk serve` end to end: prints the URL, loads MiniLM, answers over HTTP, stops on Ctrl+C."""

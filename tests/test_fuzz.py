@@ -42,6 +42,10 @@ CROSS_FIELD_RULES = (
     "must be less than end",
     "is past the end of the article",
     "appears twice",  # the same article_id twice in one POST /articles
+    # Not across fields, but past what a portable pattern states: a query of only invisible,
+    # combining or unassigned characters (Unicode categories; JSON Schema's ECMA-262 \p{..}
+    # needs the u flag, Python's re has none). The descriptions say it in words.
+    "no letters, digits or symbols",
 )
 
 

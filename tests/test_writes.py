@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from pathlib import Path
 
 import httpx
@@ -11,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import Settings
+from api.writes import ID_PATTERN, id_problem
 from indexer.embedding import FakeEmbedder
 from indexer.publish import build_lock
 from tests.conftest import DAIMLER, XIAOMI_HT, HeldEmbedder
@@ -77,6 +80,71 @@ def test_key_is_checked_before_the_body(index_dir: Path):
         assert_error(client.post("/articles", json={"nonsense": 1}), 401, "unauthorized")
 
 
+MALFORMED = {"content": b"{bad", "headers": {"content-type": "application/json"}}
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong-key-0123456789abcdef"}, {"Authorization": "Basic x"}])
+def test_key_is_checked_before_the_body_is_parsed(index_dir: Path, headers: dict[str, str]):
+    with serve(index_dir, api_key=KEY, read_api_key=READ_KEY, max_body_bytes=1024, max_write_bytes=1024) as client:
+        for method, path in (("POST", "/articles"), ("POST", "/search"), ("POST", "/ask")):
+            sent = {**MALFORMED["headers"], **headers}
+            response = client.request(method, path, content=MALFORMED["content"], headers=sent)
+            assert_error(response, 401, "unauthorized")
+            assert response.headers["www-authenticate"].startswith("Bearer")
+            assert response.headers["connection"] == "close"  # the unread body is not drained
+            # Over the size limit too: the key comes first.
+            assert_error(client.post(path, content=b"x" * 5000, headers=sent), 401, "unauthorized")
+        # With the key, the body is read and judged as before.
+        assert_error(client.post("/articles", headers={**MALFORMED["headers"], **WRITE}, content=b"{bad"), 400,
+                     "malformed_json")
+        assert_error(client.post("/search", headers={**MALFORMED["headers"], "X-API-Key": READ_KEY},
+                                 content=b"{bad"), 400, "malformed_json")
+
+
+def test_writes_disabled_is_said_before_the_body_is_parsed(index_dir: Path):
+    with serve(index_dir) as client:
+        assert_error(client.post("/articles", **MALFORMED), 403, "writes_disabled", "NEWSDESK_API_KEY")
+        assert_error(client.post("/articles", content=b"x" * 3_000_000, headers=MALFORMED["headers"]), 403,
+                     "writes_disabled")
+        assert client.post("/search", **MALFORMED).status_code == 400  # reads are open: their body is judged
+
+
+def test_a_request_without_the_key_has_no_byte_of_its_body_read(index_dir: Path):
+    app = create_app(Settings(index_dir=index_dir, api_key=KEY, reload_interval=0), embedder=FakeEmbedder())
+    reads = 0
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        nonlocal reads
+        reads += 1
+        return {"type": "http.request", "body": b'{"articles": []}', "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async def scenario() -> None:
+        async with app.router.lifespan_context(app):
+            headers = [(b"content-type", b"application/json"), (b"content-length", b"16"), (b"x-api-key", b"nope")]
+            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                     "scheme": "http", "path": "/articles", "raw_path": b"/articles", "root_path": "",
+                     "query_string": b"", "headers": headers, "client": ("127.0.0.1", 1), "server": ("test", 80)}
+            await app(scope, receive, send)
+
+    asyncio.run(scenario())
+    assert sent[0]["status"] == 401 and reads == 0
+
+
+@pytest.mark.parametrize("headers", [
+    {"Authorization": f"bearer {READ_KEY}"},  # the scheme is case-insensitive
+    {"Authorization": f"Bearer   {READ_KEY}  "},
+    {"X-API-Key": "", "Authorization": f"Bearer {READ_KEY}"},  # an empty X-API-Key is no key
+    {"X-API-Key": READ_KEY, "Authorization": "Basic x"},
+])
+def test_keys_are_read_alike_before_and_after_the_body(index_dir: Path, headers: dict[str, str]):
+    with serve(index_dir, read_api_key=READ_KEY) as client:
+        assert client.post("/search", json={"q": "cars"}, headers=headers).status_code == 200
+
+
 def test_settings_refuse_short_keys():
     with pytest.raises(ValueError, match="at least 16"):
         Settings(api_key="short")
@@ -93,6 +161,7 @@ def test_post_adds_a_searchable_article_with_exact_citations(index_dir: Path):
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["added"] == [FERRY["article_id"]] and body["replaced"] == [] and body["deleted"] == []
+        assert body["text_normalised"] == [FERRY["article_id"]]  # its \r\n became \n: offsets are the stored text's
         assert body["articles"] == before["articles"] + 1 and body["index_id"] != before["index_id"]
         assert client.get("/readyz").json()["index_id"] == body["index_id"]  # served when the response comes
         stored = client.get(f"/articles/{FERRY['article_id']}").json()
@@ -111,6 +180,7 @@ def test_post_replaces_an_existing_article(index_dir: Path):
         changed = {"article_id": DAIMLER, "title": "Daimler update", "text": "Daimler now builds trams in Ulm."}
         body = client.post("/articles", json={"articles": [changed, FERRY]}, headers=WRITE).json()
         assert body["replaced"] == [DAIMLER] and body["added"] == [FERRY["article_id"]]
+        assert body["text_normalised"] == [FERRY["article_id"]]  # the other text is stored as sent
         assert body["articles"] == articles + 1
         assert client.get(f"/articles/{DAIMLER}").json()["text"] == "Daimler now builds trams in Ulm."
         assert top_article(client, "Denza") is None and top_article(client, "trams Ulm") == DAIMLER
@@ -120,7 +190,7 @@ def test_delete_removes_an_article_from_results(index_dir: Path):
     with serve(index_dir, api_key=KEY) as client:
         assert top_article(client, "Beijing Automotive BAIC Xiaomi") == XIAOMI_HT
         body = client.delete(f"/articles/{XIAOMI_HT}", headers=WRITE).json()
-        assert body["deleted"] == [XIAOMI_HT] and body["articles"] == 2
+        assert body["deleted"] == [XIAOMI_HT] and body["articles"] == 2 and body["text_normalised"] == []
         assert_error(client.get(f"/articles/{XIAOMI_HT}"), 404, "article_not_found")
         assert all(h["citation"]["article_id"] != XIAOMI_HT
                    for h in client.get("/search", params={"q": "Xiaomi Beijing", "k": 20}).json()["hits"])
@@ -184,6 +254,13 @@ def test_a_build_running_elsewhere_gets_503_with_retry_after(index_dir: Path):
     ({"articles": [{**FERRY, "url": "javascript:alert(1)"}]}, ["url"]),
     ({"articles": [{**FERRY, "source": 5}]}, ["source"]),
     ({"articles": [{**FERRY, "source": "Wire\x00"}]}, ["articles[0].source", "U+0000"]),
+    *[({"articles": [{**FERRY, field: f"Ferry{char}news"}]}, [f"articles[0].{field}", code, "control character"])
+      for field in ("title", "text") for char, code in (("\x00", "U+0000"), ("\x1f", "U+001F"), ("\x7f", "U+007F"),
+                                                         ("\x9b", "U+009B"))],
+    *[({"articles": [{**FERRY, "article_id": f"a{char}b"}]}, ["article_id", code, "space"])
+      for char, code in (("\xa0", "U+00A0"), ("\u2028", "U+2028"), ("\u3000", "U+3000"), ("\x85", "U+0085"))],
+    *[({"articles": [{**FERRY, "article_id": bad}]}, ["article_id", "'..' segment", "could not be opened"])
+      for bad in (".", "..", "a/../b", "a/./b", "./a", "wire/..", "%2e%2E", "a/.%2e/b", "a\\..\\b")],
     ({"articles": [dict(FERRY, article_id=f"a{n}") for n in range(4)]}, ["articles"]),
     ({"articles": "not a list"}, ["articles"]),
 ])
@@ -192,6 +269,35 @@ def test_bad_articles_are_refused_with_the_field(index_dir: Path, body: dict, wo
         served = client.get("/readyz").json()["index_id"]
         assert_error(client.post("/articles", json=body, headers=WRITE), 422, "invalid_parameter", *words)
         assert client.get("/readyz").json()["index_id"] == served
+
+
+def test_unpaired_surrogates_in_articles_are_named(index_dir: Path):
+    with serve(index_dir, api_key=KEY) as client:
+        for field in ("title", "text", "article_id"):
+            body = json.dumps({"articles": [{**FERRY, field: "Ferry \ud800 news"}]})  # escaped: JSON's "\ud800"
+            response = client.post("/articles", content=body, headers={**WRITE, "content-type": "application/json"})
+            assert_error(response, 422, "invalid_parameter", f"articles[0].{field}", "U+D800", "surrogate")
+
+
+def test_id_pattern_agrees_with_the_id_check():
+    """The schema's pattern (what clients and the fuzzer see) and the server's check refuse the same ids."""
+    pattern = re.compile(ID_PATTERN)
+    samples = ["wire/2024/ferry", "a.b", "...", ".hidden", "a/.b/c", "v1.2/x", "%2e%2e%2e", "a..b", "a//b",
+               ".", "..", "a/../b", "a/./b", "./a", "a/.", "%2E", ".%2e", "a\\..\\b", "a b", "a\xa0b", "a\u2028b",
+               "a\x00b", "a\x85b", "a\x9bb", "\u3000", "/a", "a/", "a\tb"]
+    for article_id in samples:
+        assert (pattern.search(article_id) is not None) is (id_problem(article_id) is None and
+                                                           article_id.strip("/") == article_id), repr(article_id)
+
+
+def test_url_schemes_are_case_insensitive(index_dir: Path):
+    with serve(index_dir, api_key=KEY) as client:
+        article = {**FERRY, "url": "HTTPS://News.Example/Ferry"}
+        assert client.post("/articles", json={"articles": [article]}, headers=WRITE).status_code == 200
+        assert client.get(f"/articles/{FERRY['article_id']}").json()["url"] == "HTTPS://News.Example/Ferry"
+        for bad in ("javascript:alert(1)", "ftp://x.example/", "HTTPS//x.example"):
+            response = client.post("/articles", json={"articles": [{**FERRY, "url": bad}]}, headers=WRITE)
+            assert_error(response, 422, "invalid_parameter", "articles[0].url", "http://")
 
 
 def test_write_bodies_have_their_own_size_limit(index_dir: Path):
