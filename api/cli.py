@@ -8,10 +8,13 @@ belongs to `newsdesk index`, so serve refuses with the command to run instead
 from __future__ import annotations
 
 import argparse
+import errno
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from indexer.cli import DEFAULT_INDEX_DIR, index_dir_arg
 from indexer.errors import IncompatibleIndex, NewsdeskError
 
 if TYPE_CHECKING:
@@ -25,7 +28,8 @@ def register(add: Add) -> None:
     p = add("serve", cmd_serve, "Serve the HTTP API (search, ask, articles) on an existing index.")
     p.add_argument("--host", help="interface to bind (default: $NEWSDESK_HOST or 127.0.0.1)")
     p.add_argument("--port", type=_port, help="port (default: $NEWSDESK_PORT or 8000)")
-    p.add_argument("--index-dir", help="index directory (default: $NEWSDESK_INDEX_DIR or .newsdesk/index)")
+    p.add_argument("--index-dir", type=index_dir_arg,
+                   help=f"index directory (default: $NEWSDESK_INDEX_DIR or {DEFAULT_INDEX_DIR})")
     p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"],
                    help="server log level (default: info)")
 
@@ -44,6 +48,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise NewsdeskError(f"Invalid setting ({problems}). Check the NEWSDESK_* environment variables.") from None
     embedder = _embedder(settings.embed_threads, settings.micro_batch)
     check_index(settings.index_dir, embedder)  # cheap: before the model loads
+    check_bindable(settings.host, settings.port)  # before loading, which takes a while on a large index
 
     import uvicorn
 
@@ -58,6 +63,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     uvicorn.run(create_app(settings, embedder=embedder, index=index), host=settings.host, port=settings.port,
                 log_level=settings.log_level)
     return 0
+
+
+def check_bindable(host: str, port: int) -> None:
+    """Fail now, in one line, if the server could not listen on host:port (taken, or no such interface).
+
+    uvicorn would find out only after the index has loaded, and say it as a log record.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise NewsdeskError(f"Cannot listen on {host}: {exc.strerror}; check --host or NEWSDESK_HOST.") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            taken = exc.errno == errno.EADDRINUSE
+            why = "is already in use (another server?); choose another with --port or NEWSDESK_PORT" if taken \
+                else f"cannot be used ({exc.strerror}); check --host / --port"
+            raise NewsdeskError(f"Port {port} on {host} {why}.") from None
 
 
 def check_index(root: Path, embedder: Embedder) -> None:

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from indexer.cli import DEFAULT_INDEX_DIR
+
 MIN_KEY_CHARS = 16
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
@@ -21,7 +23,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="NEWSDESK_", extra="ignore", frozen=True)
 
-    index_dir: Path = Field(default=Path(".newsdesk/index"), description="index root (the directory holding CURRENT)")
+    index_dir: Path = Field(default=DEFAULT_INDEX_DIR, description="index root (the directory holding CURRENT)")
     host: str = Field(default="127.0.0.1", min_length=1, description="interface to bind (0.0.0.0: the network)")
     port: int = Field(default=8000, ge=1, le=65535)
     # Empty means no CORS headers at all: only pages served by this app (same origin) may call it.
@@ -63,6 +65,14 @@ class Settings(BaseSettings):
     )
     max_articles_per_write: int = Field(default=100, ge=1, le=10_000, description="most articles in one POST")
     max_article_chars: int = Field(default=500_000, ge=100, le=20_000_000, description="longest article text")
+
+    @field_validator("index_dir", mode="before")
+    @classmethod
+    def _empty_index_dir_is_the_default(cls, value: object) -> object:
+        """NEWSDESK_INDEX_DIR= (empty) means the default, as in the CLI, not the current directory."""
+        if isinstance(value, str) and not value.strip():
+            return DEFAULT_INDEX_DIR
+        return value
 
     @field_validator("api_key", "read_api_key", mode="before")
     @classmethod

@@ -374,6 +374,30 @@ def test_serve_rejects_bad_port_and_settings(tmp_path: Path, monkeypatch, capsys
     assert "max_k" in capsys.readouterr().err
 
 
+def test_serve_on_a_taken_port_or_unknown_host_fails_before_loading(tmp_path: Path, monkeypatch, capsys):
+    import socket
+
+    import api.cli
+    from indexer.corpus import load_corpus
+    from tests.conftest import SEED_CORPUS
+
+    build_index(load_corpus(SEED_CORPUS)[0], tmp_path, FakeEmbedder(), progress=False)
+    monkeypatch.setattr(api.cli, "_embedder", lambda threads, micro_batch: FakeEmbedder())
+    monkeypatch.setattr(api.cli, "check_index", lambda root, embedder: None)
+    monkeypatch.setattr("api.reload.load_checked", lambda *a: pytest.fail("loaded although it cannot listen"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--index-dir", str(tmp_path), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("newsdesk: error: ") and f"Port {port} on 127.0.0.1 is already in use" in err
+    assert main(["serve", "--index-dir", str(tmp_path), "--host", "no-such-host.invalid"]) == 2
+    assert "Cannot listen on no-such-host.invalid" in capsys.readouterr().err
+    monkeypatch.setenv("NEWSDESK_INDEX_DIR", "")
+    assert Settings().index_dir == Path(".newsdesk/index")  # empty: the default, not the current directory
+
+
 def test_service_url():
     assert service_url("127.0.0.1", 8000) == "http://127.0.0.1:8000/"
     assert service_url("0.0.0.0", 80) == "http://127.0.0.1:80/"

@@ -24,6 +24,7 @@ from indexer.publish import BUILDS_DIR, publish
 from indexer.search import SearchIndex
 from tests.conftest import DAIMLER, REPO, SEED_CORPUS
 from tests.index_damage import DAMAGE
+from tests.test_api_server import free_port
 
 
 class MiniLMShapedFake(FakeEmbedder):
@@ -72,7 +73,8 @@ def test_serve_command_exits_nonzero_on_a_truncated_index(tmp_path: Path):
     """The real `newsdesk serve` process, on an index whose manifest matches the packaged model."""
     build = _damaged(tmp_path / "index", "truncated_faiss", MiniLMShapedFake())
     done = subprocess.run(
-        [sys.executable, "-m", "indexer.cli", "serve", "--index-dir", str(tmp_path / "index"), "--port", "1"],
+        [sys.executable, "-m", "indexer.cli", "serve", "--index-dir", str(tmp_path / "index"),
+         "--port", str(free_port())],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 2, done.stderr
