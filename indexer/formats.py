@@ -25,6 +25,7 @@ _SPACES_RE = re.compile(r"[ \t\f\v\u00a0]+")
 _BLANK_LINES_RE = re.compile(r"\n\s*\n+")
 # What POST /articles accepts as a url (api/writes.py URL_PATTERN): a corpus may not store what the API refuses.
 _URL_RE = re.compile(r"[hH][tT][tT][pP][sS]?://[^\s\x00-\x1f\x7f]+")  # not re.I, which lets "ſ" be "s"
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # what a /search source filter refuses (and tabs, breaks)
 _JSON_TYPES = {bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "an object"}
 
 # (line, problem) in the file being parsed; line None when the problem is not on one line.
@@ -182,6 +183,8 @@ def article_from_record(record: object, note: Callable[[str], None]) -> Article 
     raw_id = record.get("_id", record.get("id"))
     if raw_id is None or str(raw_id).strip() == "":
         return "no '_id' or 'id' field"
+    if isinstance(raw_id, bool) or not isinstance(raw_id, str | int):  # {"a": 1} would become "{'a': 1}"
+        return f"id is {_JSON_TYPES.get(type(raw_id), 'not a string')}; give a string or an integer"
     text = record.get("text")
     if not isinstance(text, str) or not text.strip():
         return "no text"
@@ -191,15 +194,23 @@ def article_from_record(record: object, note: Callable[[str], None]) -> Article 
     for key, value in used.items():
         if isinstance(value, str) and (problem := _surrogate_problem(value, key)):
             return problem
-    text = text.replace("\r\n", "\n").strip()
+    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()  # line breaks as .txt files get them
     return Article(
         str(raw_id).strip(),
         _optional_text(record.get("title"), "title", note) or _first_line_title(text),
         text,
-        _optional_text(record.get("source"), "source", note),
+        _plain_source(_optional_text(record.get("source"), "source", note), note),
         _checked_date(record.get(date_key), note, date_key),
         _checked_url(record.get("url"), note),
     )
+
+
+def _plain_source(source: str | None, note: Callable[[str], None]) -> str | None:
+    """The source, or None (with a warning) when it holds control characters: no search filter could name it."""
+    if source is not None and _CONTROL_RE.search(source):
+        note(f"source {_shown(source)} contains control characters; the article is indexed without a source")
+        return None
+    return source
 
 
 def _surrogate_problem(value: str, field: str) -> str | None:

@@ -442,6 +442,29 @@ def test_bad_optional_jsonl_fields_are_dropped_with_a_warning_naming_the_line(tm
     ]
 
 
+def test_jsonl_ids_must_be_strings_or_integers_and_sources_plain_text(tmp_path: Path):
+    lines = [
+        {"id": {"a": 1}, "text": "An object as id."},
+        {"id": True, "text": "A boolean as id."},
+        {"id": ["x"], "text": "A list as id."},
+        {"id": 7, "text": "An integer id is fine."},
+        {"id": "cr", "text": "Old Mac\rline breaks\r\nand Windows ones.", "source": "Wire\x07Service"},
+    ]
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    warnings: list[str] = []
+    articles, report = load_corpus(tmp_path, warn=warnings.append)
+    by_id = {a.article_id: a for a in articles}
+    assert sorted(by_id) == ["7", "cr"]
+    assert [reason for _, reason in report.skipped] == [
+        "id is an object; give a string or an integer",
+        "id is a boolean; give a string or an integer",
+        "id is a list; give a string or an integer",
+    ]
+    assert by_id["cr"].text == "Old Mac\nline breaks\nand Windows ones." and by_id["cr"].source is None
+    assert warnings[-1].startswith(f"{feed}:5: source 'Wire\\x07Service' contains control characters")
+
+
 def test_invalid_utf8_in_jsonl_is_replaced_with_one_warning_per_file(tmp_path: Path):
     feed = tmp_path / "feed.jsonl"
     feed.write_bytes(b'{"id": "a", "text": "fine"}\n{"id": "b", "text": "caf\xe9"}\n'
