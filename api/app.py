@@ -61,6 +61,17 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+async def single_valued_query(request: Request) -> None:
+    """422 for a query parameter given twice (?q=a&q=b): which one was meant is not for the server to guess."""
+    seen: dict[str, int] = {}
+    for name, _ in request.query_params.multi_items():
+        seen[name] = seen.get(name, 0) + 1
+    repeated = [name for name, count in seen.items() if count > 1]
+    if repeated:
+        names = ", ".join(repeated)
+        raise ApiError(422, "invalid_parameter", f"Query parameter {names} is given more than once; send each once.")
+
+
 def create_app(
     settings: Settings | None = None, embedder: Embedder | None = None, index: SearchIndex | None = None
 ) -> FastAPI:
@@ -146,7 +157,8 @@ def create_app(
             hits, took_ms = await run_in_threadpool(search)
         return {"query": params.q, "mode": params.mode, "took_ms": round(took_ms, 2), "hits": hits}
 
-    @app.get("/search", response_model=SearchOut, responses=read_errors, tags=["search"], dependencies=read_guard)
+    @app.get("/search", response_model=SearchOut, responses=read_errors, tags=["search"],
+             dependencies=[*read_guard, Depends(single_valued_query)])
     async def search_get(params: Annotated[SearchQuery, Query()]) -> dict[str, Any]:  # type: ignore[valid-type]
         """Ranked passages for a query, each with its citation and highlighted terms."""
         return await run_search(params)
@@ -165,7 +177,8 @@ def create_app(
         return answer.to_dict()
 
     @app.get(
-        ARTICLE_ROUTE, response_model=ArticleOut, tags=["articles"], dependencies=read_guard,
+        ARTICLE_ROUTE, response_model=ArticleOut, tags=["articles"],
+        dependencies=[*read_guard, Depends(single_valued_query)],
         responses={**read_errors, 404: {"model": ErrorOut, "description": "No article with this id"}},
     )
     async def article(article_id: str, params: Annotated[ArticleQuery, Query()]) -> dict[str, Any]:  # type: ignore[valid-type]

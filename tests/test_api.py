@@ -163,6 +163,12 @@ def test_unknown_query_parameters_are_refused(client: TestClient, query: str, wo
     assert_error(client.get(f"/search?{query}"), 422, "invalid_parameter", "Unknown query parameter", *words)
 
 
+def test_a_query_parameter_given_twice_is_refused(client: TestClient):
+    assert_error(client.get("/search?q=cars&q=batteries"), 422, "invalid_parameter", "q is given more than once")
+    assert_error(client.get(f"/articles/{DAIMLER}?start=0&end=5&end=9"), 422, "invalid_parameter", "end is given")
+    assert client.get("/search?q=cars&k=2").status_code == 200
+
+
 def test_unknown_article_query_parameters_are_refused(client: TestClient):
     response = client.get(f"/articles/{DAIMLER}?strat=3&end=10")
     assert_error(response, 422, "invalid_parameter", "'strat'", "did you mean start", "start, end, context")
