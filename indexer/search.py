@@ -413,5 +413,8 @@ def _load_vectors(path: Path) -> faiss.Index:
     try:
         return read_vector_index(path)
     except RuntimeError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
-        raise CorruptIndex(f"{path} is truncated or damaged ({first_line}); rebuild the index.") from None
+        # FAISS's message is a C++ assertion ending in a stale errno ("No such file or directory"
+        # for a short read); keep only the byte counts it gives, if any.
+        short = re.search(r"read error in .*?: (\d+) != (\d+)", str(exc))
+        detail = f"only {short.group(1)} of {short.group(2)} bytes could be read" if short else "FAISS cannot read it"
+        raise CorruptIndex(f"{path} is truncated or damaged ({detail}); rebuild the index.") from None

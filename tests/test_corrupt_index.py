@@ -79,6 +79,7 @@ def test_serve_command_exits_nonzero_on_a_truncated_index(tmp_path: Path):
     )
     assert done.returncode == 2, done.stderr
     assert f"{build}/vectors.faiss is truncated or damaged" in done.stderr and "rebuild" in done.stderr
+    assert "No such file" not in done.stderr  # FAISS's stale errno is not passed on
     assert "Traceback" not in done.stderr and "serving" not in done.stdout
 
 
