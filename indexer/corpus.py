@@ -87,7 +87,9 @@ def load_corpus(
         digest = article.content_hash
         if digest in by_hash:
             report.duplicates.append((article.article_id, by_hash[digest]))
-            warn(f"duplicate {article.article_id}: same text as {by_hash[digest]}, indexed once")
+            kept = by_hash[digest]
+            warn(_printable(f"duplicate {article.article_id} ({origin}): same text as {kept} ({origins[kept]}), "
+                            "indexed once"))
             continue
         by_hash[digest] = article.article_id
         origins[article.article_id] = origin

@@ -98,9 +98,11 @@ def test_duplicates_are_indexed_once(tmp_path: Path):
     (tmp_path / "a.txt").write_text("Same story.\n")
     (tmp_path / "b.txt").write_text("Same   story.\n\n")
     (tmp_path / "c.txt").write_text("Other story.\n")
-    articles, report = load_corpus(tmp_path)
+    warnings: list[str] = []
+    articles, report = load_corpus(tmp_path, warn=warnings.append)
     assert [a.article_id for a in articles] == ["a", "c"]
     assert report.duplicates == [("b", "a")]
+    assert warnings == [f"duplicate b ({tmp_path / 'b.txt'}): same text as a ({tmp_path / 'a.txt'}), indexed once"]
 
 
 def test_nested_directories_and_symlink_loops(tmp_path: Path):
