@@ -79,7 +79,9 @@ def apply_change(root: Path, embedder: Embedder, change: Change) -> Applied:
     if manifest is not None:
         try:
             chunker = ChunkerConfig(**manifest.chunker)  # type: ignore[arg-type]
-            lexical = LexicalConfig(**manifest.lexical)  # type: ignore[arg-type]
+            # The BM25 settings carry over; the analysis is always this code's (ANALYSIS_VERSION).
+            settings = {k: v for k, v in manifest.lexical.items() if k != "analysis"}
+            lexical = LexicalConfig(**settings)  # type: ignore[arg-type]
         except (TypeError, ValueError) as exc:
             raise IncompatibleIndex(
                 f"The published index's chunker or BM25 settings are not ones this newsdesk can repeat ({exc}); "

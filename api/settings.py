@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from indexer.cli import DEFAULT_INDEX_DIR
+from indexer.publish import DEFAULT_INDEX_DIR
 
 MIN_KEY_CHARS = 16
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]

@@ -185,7 +185,8 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("eval", cmd_eval, "Score search and /ask on the hand-labelled questions (about the articles in corpus/) "
             "over an index, or over --corpus indexed afresh, and write a report.")
     p.add_argument("--questions", default=str(DEFAULT_QUESTIONS), help="questions file (default: eval/questions.jsonl)")
-    p.add_argument("--index-dir", type=index_dir_arg, help=f"index to evaluate (default: $NEWSDESK_INDEX_DIR or {DEFAULT_INDEX_DIR})")
+    p.add_argument("--index-dir", type=index_dir_arg,
+                   help=f"index to evaluate (default: $NEWSDESK_INDEX_DIR or {DEFAULT_INDEX_DIR})")
     p.add_argument("--corpus", help="index this corpus into a temporary directory first and evaluate that")
     p.add_argument("--modes", type=_modes, default=list(MODES), help="comma-separated (default: all three)")
     p.add_argument("--out", default=str(RESULTS_DIR / "labelled"), help="report directory (default: %(default)s)")
@@ -202,7 +203,8 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
         type=_fusions,
         help="hybrid fusion(s), comma-separated: additive[:WEIGHT], convex[:ALPHA] (min-max), zscore[:ALPHA], rrf",
     )
-    p.add_argument("--index-dir", type=index_dir_arg, help="keep the index here and reuse it when it matches (default: a temp dir)")
+    p.add_argument("--index-dir", type=index_dir_arg,
+                   help="keep the index here and reuse it when it matches (default: a temp dir)")
     p.add_argument("--rebuild", action="store_true", help="build the index even if --index-dir holds a matching one")
     p.add_argument("--latency-queries", type=_count, default=100, help="queries timed one by one (0: all)")
     p.add_argument("--embedder", choices=EMBEDDERS, help=EMBEDDER_HELP)

@@ -15,14 +15,15 @@ from datetime import date
 from pathlib import Path
 
 from indexer.errors import InvalidQuery, NewsdeskError
+from indexer.publish import DEFAULT_INDEX_DIR
 
 DEFAULT_CORPUS = Path("corpus")
-DEFAULT_INDEX_DIR = Path(".newsdesk/index")
 
 
 def default_index_dir() -> Path:
     """$NEWSDESK_INDEX_DIR, else .newsdesk/index under the current directory (an empty variable counts as unset)."""
-    return Path(os.environ.get("NEWSDESK_INDEX_DIR", "").strip() or DEFAULT_INDEX_DIR)
+    value = os.environ.get("NEWSDESK_INDEX_DIR", "")
+    return Path(value) if value.strip() else DEFAULT_INDEX_DIR
 
 
 def index_dir_arg(text: str) -> str:

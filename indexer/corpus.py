@@ -157,8 +157,6 @@ def _iter_articles(root: Path, max_file_bytes: int, skip: Notice, note: Notice) 
         yield article, name
 
 
-
-
 def _note_at(note: Notice, name: str, line: int | None, problem: str) -> None:
     note(name if line is None else f"{name}:{line}", problem)
 

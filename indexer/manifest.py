@@ -70,7 +70,16 @@ class Manifest:
             raise CorruptIndex(f"{path} has unexpected fields ({exc}); rebuild the index.") from None
 
     def check_compatible(self, model_id: str, dimension: int) -> None:
-        """Refuse an index whose vectors come from another embedding model."""
+        """Refuse an index whose vectors come from another embedding model, or whose terms from another analysis."""
+        from indexer.analysis import ANALYSIS_VERSION
+
+        analysed = int(self.lexical.get("analysis", 1))  # manifests before versions were recorded: 1
+        if analysed != ANALYSIS_VERSION:
+            raise IncompatibleIndex(
+                f"The index's BM25 terms come from text analysis version {analysed}, and queries are now "
+                f"analysed by version {ANALYSIS_VERSION}. Rebuild the index with `newsdesk index` "
+                "(its embeddings are cached, so only the text is re-read)."
+            )
         if self.model_id != model_id or self.dimension != dimension:
             hint = ""
             if is_tuned(self.model_id) or is_tuned(model_id):  # the tuned and base MiniLM (indexer/adapter.py)

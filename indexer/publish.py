@@ -22,6 +22,7 @@ from indexer.errors import IndexBusy, IndexNotFound
 from indexer.manifest import MANIFEST_NAME
 
 CURRENT_NAME = "CURRENT"
+DEFAULT_INDEX_DIR = Path(".newsdesk/index")  # under the current directory, for the CLI and the service
 BUILDS_DIR = "builds"
 KEEP_PREVIOUS = 1  # earlier complete builds kept so a serving process can finish with one
 
@@ -40,6 +41,8 @@ def current_id(root: Path) -> str | None:
         return _read_pointer(root / CURRENT_NAME).strip() or None
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as exc:  # a directory named CURRENT, no permission: loading it says why
+        return f"<{CURRENT_NAME} unreadable: {exc.strerror}>"
 
 
 def current_build(root: Path) -> Path:
@@ -55,6 +58,8 @@ def current_build(root: Path) -> Path:
         raise IndexNotFound(f"{root} is not a directory (or lies under a file), so it holds no index.") from None
     except IsADirectoryError:
         raise IndexNotFound(f"{pointer} is a directory, not the file naming the published build.") from None
+    except PermissionError:
+        raise IndexNotFound(f"{pointer} cannot be read (permission denied).") from None
     # CURRENT holds one directory name; anything else (a path, damaged bytes) must not be followed.
     if not index_id or index_id in (".", "..") or "/" in index_id or "\\" in index_id or "\ufffd" in index_id:
         raise IndexNotFound(
@@ -71,7 +76,8 @@ def current_build(root: Path) -> Path:
 
 def _read_pointer(pointer: Path) -> str:
     """CURRENT's text; bytes that are not UTF-8 come back as U+FFFD (a damaged file, refused by the caller)."""
-    return pointer.read_bytes()[:4096].decode("utf-8", errors="replace")
+    with open(pointer, "rb") as handle:
+        return handle.read(4096).decode("utf-8", errors="replace")
 
 
 @contextlib.contextmanager

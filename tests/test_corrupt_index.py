@@ -169,3 +169,14 @@ def test_live_reload_reports_a_damaged_current_pointer(tmp_path: Path):
         assert client.portal.call(client.app.state.manager.refresh) is False
         ready = client.get("/readyz").json()
         assert ready["index_id"] == served and "CURRENT is damaged" in ready["last_reload_error"]
+
+
+def test_a_current_that_is_a_directory_is_reported_not_crashed_on(tmp_path: Path):
+    root = tmp_path / "index"
+    articles, _ = load_corpus(SEED_CORPUS)
+    build_index(articles, root, FakeEmbedder(), progress=False)
+    (root / "CURRENT").unlink()
+    (root / "CURRENT").mkdir()
+    with TestClient(create_app(Settings(index_dir=root, reload_interval=0), embedder=FakeEmbedder())) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and "CURRENT is a directory" in ready.text

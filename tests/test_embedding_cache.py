@@ -18,6 +18,7 @@ from indexer.chunking import ChunkerConfig
 from indexer.corpus import Article, load_corpus
 from indexer.embedding import FakeEmbedder
 from indexer.embedding_cache import CACHE_DIR, CACHE_NAME, EmbeddingCache
+from indexer.errors import IncompatibleIndex
 from indexer.search import SearchIndex
 from tests.conftest import DAIMLER, REPO, SEED_CORPUS, XIAOMI_HT
 
@@ -259,6 +260,8 @@ def test_an_index_analysed_by_an_older_version_is_rebuilt(tmp_path: Path, monkey
     assert manifest["lexical"]["analysis"] == ANALYSIS_VERSION
     del manifest["lexical"]["analysis"]  # as written before analysis versions were recorded
     manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(IncompatibleIndex, match="analysis version 1"):  # served, it would miss folded terms
+        SearchIndex.load(root, embedder)
     old = current_build(root).name
     capsys.readouterr()
     assert indexer.cli.main(["index", str(SEED_CORPUS), "--index-dir", str(root)]) == 0
