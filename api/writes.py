@@ -99,6 +99,14 @@ def write_models(settings: Settings) -> type[BaseModel]:
             # For source also as /search's source filter requires, or it could not be found.
             return plain_text(value, str(info.field_name))
 
+        @field_validator("url")
+        @classmethod
+        def _url(cls, value: str | None) -> str | None:
+            # Python's engine (set above for ID_PATTERN) lets "$" match before a final "\n".
+            if value is not None and not re.fullmatch(URL_PATTERN.strip("^$"), value):
+                raise ValueError("url must be an http:// or https:// URL without spaces or control characters")
+            return value
+
         @field_validator("date", mode="before")
         @classmethod
         def _date(cls, value: object) -> object:

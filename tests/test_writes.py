@@ -295,7 +295,7 @@ def test_url_schemes_are_case_insensitive(index_dir: Path):
         article = {**FERRY, "url": "HTTPS://News.Example/Ferry"}
         assert client.post("/articles", json={"articles": [article]}, headers=WRITE).status_code == 200
         assert client.get(f"/articles/{FERRY['article_id']}").json()["url"] == "HTTPS://News.Example/Ferry"
-        for bad in ("javascript:alert(1)", "ftp://x.example/", "HTTPS//x.example"):
+        for bad in ("javascript:alert(1)", "ftp://x.example/", "HTTPS//x.example", "https://x.example/a\n"):
             response = client.post("/articles", json={"articles": [{**FERRY, "url": bad}]}, headers=WRITE)
             assert_error(response, 422, "invalid_parameter", "articles[0].url", "http://")
 
