@@ -69,7 +69,9 @@ async def single_valued_query(request: Request) -> None:
     repeated = [name for name, count in seen.items() if count > 1]
     if repeated:
         names = ", ".join(repeated)
-        raise ApiError(422, "invalid_parameter", f"Query parameter {names} is given more than once; send each once.")
+        verb = "is" if len(repeated) == 1 else "are each"
+        message = f"Query parameter {names} {verb} given more than once; send each once."
+        raise ApiError(422, "invalid_parameter", message)
 
 
 def create_app(

@@ -20,6 +20,13 @@ ModeName = Literal["hybrid", "dense", "lexical"]
 assert set(MODES) == {"hybrid", "dense", "lexical"}  # keep the API's Literal in step with the indexer
 
 FILTERS = ("source", "date_from", "date_to")
+# "_=<timestamp>" is what jQuery's cache: false and similar clients add to defeat caches: not a
+# typo of a parameter, so it is the one unknown query parameter let through.
+CACHE_BUSTER = "_"
+
+
+def _without_cache_buster(params: dict[str, object]) -> dict[str, object]:
+    return {name: value for name, value in params.items() if name != CACHE_BUSTER}
 DEFAULT_K = 10
 DEFAULT_ASK_K = 5
 MAX_SOURCE_CHARS = 200
@@ -263,7 +270,8 @@ def request_models(settings: Settings) -> RequestModels:
         @classmethod
         def _empty_filters(cls, data: object) -> object:
             if isinstance(data, dict):
-                return {name: value for name, value in data.items() if not (name in FILTERS and value == "")}
+                return {name: value for name, value in _without_cache_buster(data).items()
+                        if not (name in FILTERS and value == "")}
             return data
 
     class SearchBody(SearchFields):
@@ -310,6 +318,11 @@ def request_models(settings: Settings) -> RequestModels:
         context: int = Field(
             settings.article_context_chars, ge=0, le=10_000, description="characters of context on each side"
         )
+
+        @model_validator(mode="before")
+        @classmethod
+        def _cache_buster(cls, data: object) -> object:
+            return _without_cache_buster(data) if isinstance(data, dict) else data
 
         @model_validator(mode="after")
         def _pair(self) -> ArticleQuery:

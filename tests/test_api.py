@@ -167,6 +167,12 @@ def test_a_query_parameter_given_twice_is_refused(client: TestClient):
     assert_error(client.get("/search?q=cars&q=batteries"), 422, "invalid_parameter", "q is given more than once")
     assert_error(client.get(f"/articles/{DAIMLER}?start=0&end=5&end=9"), 422, "invalid_parameter", "end is given")
     assert client.get("/search?q=cars&k=2").status_code == 200
+    assert_error(client.get("/search?q=cars&q=b&k=1&k=2"), 422, "invalid_parameter", "q, k are each given")
+
+
+def test_a_cache_buster_parameter_is_let_through(client: TestClient):
+    assert client.get("/search?q=cars&_=1700000000000").status_code == 200
+    assert client.get(f"/articles/{DAIMLER}?_=1700000000000").status_code == 200
 
 
 def test_unknown_article_query_parameters_are_refused(client: TestClient):
