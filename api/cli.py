@@ -68,22 +68,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def check_bindable(host: str, port: int) -> None:
     """Fail now, in one line, if the server could not listen on host:port (taken, or no such interface).
 
-    uvicorn would find out only after the index has loaded, and say it as a log record.
+    uvicorn would find out only after the index has loaded, and say it as a log record. The probe
+    binds as asyncio's create_server (which uvicorn uses) does: every address the host resolves
+    to, IPv6 sockets v6-only, and an address family the machine lacks skipped.
     """
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise NewsdeskError(f"Cannot listen on {host}: {exc.strerror}; check --host or NEWSDESK_HOST.") from None
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            taken = exc.errno == errno.EADDRINUSE
-            why = "is already in use (another server?); choose another with --port or NEWSDESK_PORT" if taken \
-                else f"cannot be used ({exc.strerror}); check --host / --port"
-            raise NewsdeskError(f"Port {port} on {host} {why}.") from None
+    usable = 0
+    for family, kind, proto, _, address in {(i[0], i[1], i[2], i[3], i[4]): None for i in infos}:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRNOTAVAIL:  # e.g. ::1 on a machine without IPv6, as asyncio skips
+                    continue
+                taken = exc.errno == errno.EADDRINUSE
+                why = "is already in use (another server?); choose another with --port or NEWSDESK_PORT" if taken \
+                    else f"cannot be used ({exc.strerror}); check --host / --port"
+                raise NewsdeskError(f"Port {port} on {address[0]} {why}.") from None
+            usable += 1
+    if not usable:
+        raise NewsdeskError(f"Cannot listen on {host}: no address of it belongs to this machine; check --host.")
 
 
 def check_index(root: Path, embedder: Embedder) -> None:
