@@ -27,7 +27,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = (scope.get("method", ""), scope.get("path", ""))
+        route = (scope.get("method", ""), _app_path(scope))
         limit = self.larger.get(route, self.max_bytes)
         declared = _content_length(scope)
         if declared == -1:
@@ -84,3 +84,9 @@ def _content_length(scope: Scope) -> int | None:
                 return -1
             return length if length >= 0 else -1
     return None
+
+
+def _app_path(scope: Scope) -> str:
+    """The request path as the app's routes see it: under a Mount (or a root_path), without its prefix."""
+    path, root = scope.get("path", ""), scope.get("root_path", "").rstrip("/")
+    return path[len(root):] if root and path.startswith(root + "/") else path

@@ -310,6 +310,18 @@ def test_write_bodies_have_their_own_size_limit(index_dir: Path):
         assert_error(client.post("/search", json={"q": "x" * 2000}), 413, "payload_too_large", "1024")
 
 
+def test_the_write_size_limit_holds_under_a_mount(index_dir: Path):
+    """Mounted at /api (a larger app, or a proxy's prefix), POST /api/articles keeps its own limit."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    inner = create_app(Settings(index_dir=index_dir, api_key=KEY, max_body_bytes=1024, max_write_bytes=4096,
+                                reload_interval=0), embedder=FakeEmbedder())
+    with TestClient(Starlette(routes=[Mount("/api", app=inner)]), raise_server_exceptions=False) as client:
+        article = {**FERRY, "text": "Ferry news. " * 200}  # ~2.4 kB: over the query limit, under the write limit
+        assert client.post("/api/articles", json={"articles": [article]}, headers=WRITE).status_code == 200
+
+
 # ---- serialised writes ----------------------------------------------------------------------------
 
 
