@@ -15,6 +15,7 @@ import numpy as np
 from indexer.adapter import MINILM_ID as MINILM_ID  # re-exported: where callers have always imported it
 from indexer.adapter import apply_adapter, model_choice, model_id
 from indexer.errors import NewsdeskError
+from indexer.late_interaction import normalise_rows
 from indexer.tokens import model_dir
 
 MINILM_DIMENSION = 384
@@ -114,6 +115,16 @@ class SentenceTransformerEmbedder:
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
+    def embed_tokens(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Each text's token vectors ([CLS] and [SEP] left out), L2-normalised."""
+        self.warm_up()
+        assert self._model is not None
+        if not texts:
+            return []
+        tokens = self._model.encode(list(texts), batch_size=self.batch_size, output_value="token_embeddings",
+                                    convert_to_numpy=False, show_progress_bar=False)
+        return [normalise_rows(np.asarray(t.float().cpu().numpy())[1:-1]) for t in tokens]
+
 
 class FakeEmbedder:
     """Deterministic bag-of-words vectors for tests: shared words mean similar vectors.
@@ -132,11 +143,22 @@ class FakeEmbedder:
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         for row, text in enumerate(texts):
             for word in re.findall(r"\w+", text.lower()):
-                seed = int.from_bytes(hashlib.sha256(word.encode("utf-8")).digest()[:8], "little")
-                out[row] += np.random.default_rng(seed).standard_normal(self.dimension).astype(np.float32)
+                out[row] += self._word(word)
             norm = np.linalg.norm(out[row])
             if norm > 0:
                 out[row] /= norm
             else:
                 out[row, 0] = 1.0
         return out
+
+    def embed_tokens(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """One unit vector per word: late interaction then counts the query words a passage holds."""
+        return [
+            normalise_rows(np.array([self._word(w) for w in re.findall(r"\w+", text.lower())], dtype=np.float32)
+                           .reshape(-1, self.dimension))
+            for text in texts
+        ]
+
+    def _word(self, word: str) -> np.ndarray:
+        seed = int.from_bytes(hashlib.sha256(word.encode("utf-8")).digest()[:8], "little")
+        return np.random.default_rng(seed).standard_normal(self.dimension).astype(np.float32)

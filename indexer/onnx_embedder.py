@@ -31,12 +31,17 @@ import numpy as np
 from indexer.adapter import adapter_digest, apply_adapter, model_choice, model_id
 from indexer.embedding import MINILM_DIMENSION, MINILM_ID
 from indexer.errors import NewsdeskError
+from indexer.late_interaction import normalise_rows
 from indexer.publish import fsync_file
 from indexer.tokens import model_dir
 
 log = logging.getLogger(__name__)
 
-EXPORT_VERSION = 2  # bump when the export recipe below changes (it is part of the backend name)
+# Bump EXPORT_VERSION when the export recipe below changes; bump VECTORS_VERSION (the backend
+# name, part of the embedding cache key) only when the vectors it gives change. Version 3 added
+# the token vectors as a second output; its sentence vectors are those of version 2.
+EXPORT_VERSION = 3
+VECTORS_VERSION = 2
 MODEL_FILE = "model.int8.onnx"
 INFO_FILE = "export.json"
 MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json)
@@ -152,7 +157,7 @@ def export_fused(source: Path, work: Path, model_name: str):  # type: ignore[no-
     model = AutoModel.from_pretrained(str(source), attn_implementation="eager").eval()
     if model_name == "tuned":
         apply_adapter(model)
-    pooled = _mean_pooled(model)
+    pooled = _mean_pooled(model, with_tokens=True)
     ids = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]], dtype=torch.long)
     mask = (ids != 0).long()
     fp32, fused = work / "model.fp32.onnx", work / "model.fused.onnx"
@@ -163,12 +168,13 @@ def export_fused(source: Path, work: Path, model_name: str):  # type: ignore[no-
             (ids, mask, torch.zeros_like(ids)),
             str(fp32),
             input_names=["input_ids", "attention_mask", "token_type_ids"],
-            output_names=["embedding"],
+            output_names=["embedding", "tokens"],
             dynamic_axes={
                 "input_ids": {0: "batch", 1: "tokens"},
                 "attention_mask": {0: "batch", 1: "tokens"},
                 "token_type_ids": {0: "batch", 1: "tokens"},
                 "embedding": {0: "batch"},
+                "tokens": {0: "batch", 1: "tokens"},
             },
             opset_version=17,
             dynamo=False,
@@ -206,8 +212,11 @@ def _check(model: object, path: Path) -> float:
     return worst
 
 
-def _mean_pooled(model):  # type: ignore[no-untyped-def]
-    """Wrap the transformer in a module that pools like the packaged sentence-transformers config."""
+def _mean_pooled(model, with_tokens: bool = False):  # type: ignore[no-untyped-def]
+    """Wrap the transformer in a module that pools like the packaged sentence-transformers config.
+
+    with_tokens: also return the last layer's token vectors (for late interaction).
+    """
     import torch
 
     class MeanPooled(torch.nn.Module):
@@ -223,7 +232,8 @@ def _mean_pooled(model):  # type: ignore[no-untyped-def]
             ).last_hidden_state
             weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
             mean = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(mean, p=2, dim=1)
+            pooled = torch.nn.functional.normalize(mean, p=2, dim=1)
+            return (pooled, hidden) if with_tokens else pooled
 
     return MeanPooled(model).eval()
 
@@ -262,10 +272,10 @@ def _pad(batch: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
     return ids, mask
 
 
-def _run(session, batch: Sequence[Sequence[int]]) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _run(session, batch: Sequence[Sequence[int]], output: str = "embedding") -> np.ndarray:  # type: ignore[no-untyped-def]
     ids, mask = _pad(batch)
     feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-    return np.asarray(session.run(None, feed)[0], dtype=np.float32)
+    return np.asarray(session.run([output], feed)[0], dtype=np.float32)
 
 
 class OnnxEmbedder:
@@ -277,7 +287,7 @@ class OnnxEmbedder:
     """
 
     dimension = MINILM_DIMENSION
-    backend = f"onnx-int8-v{EXPORT_VERSION}"  # a new recipe gives slightly other vectors: never mix them
+    backend = f"onnx-int8-v{VECTORS_VERSION}"  # a new recipe gives slightly other vectors: never mix them
 
     def __init__(
         self,
@@ -330,3 +340,11 @@ class OnnxEmbedder:
             out[rows] = vectors
         return out
 
+    def embed_tokens(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Each text's token vectors ([CLS] and [SEP] left out), L2-normalised; one batch, this thread."""
+        self.warm_up()
+        if not texts:
+            return []
+        tokens = [e.ids for e in self._tokenizer.encode_batch(list(texts))]  # type: ignore[union-attr]
+        hidden = _run(self._session, tokens, output="tokens")
+        return [normalise_rows(hidden[row, 1 : len(ids) - 1]) for row, ids in enumerate(tokens)]

@@ -89,6 +89,23 @@ def test_onnx_int8_vectors_match_the_reference_model(onnx_embedder, real_embedde
     assert info["probe_min_cosine_vs_fp32"] >= 0.98
 
 
+def test_token_vectors_of_both_backends_agree_and_pool_to_the_sentence_vector(onnx_embedder, real_embedder):
+    from indexer.late_interaction import maxsim
+
+    texts = ["Which company did Daimler team up with for Denza?", "比亞迪 and BYD", "cars"]
+    fast, reference = onnx_embedder.embed_tokens(texts), real_embedder.embed_tokens(texts)
+    for f, r, text in zip(fast, reference, texts, strict=True):
+        pieces = len(onnx_embedder._tokenizer.encode(text).ids) - 2  # without [CLS] and [SEP]
+        assert f.shape == r.shape == (pieces, 384)
+        np.testing.assert_allclose(np.linalg.norm(f, axis=1), 1.0, rtol=1e-4)
+        assert (f * r).sum(axis=1).mean() >= 0.95  # int8 against fp32, token by token
+    # A passage's own tokens match a query made of them exactly; an unrelated one does not.
+    query = reference[0][:4]
+    assert maxsim(query, reference[:1])[0] == pytest.approx(1.0, abs=1e-5)
+    assert maxsim(query, reference[2:])[0] < 0.9
+    assert onnx_embedder.embed_tokens([]) == [] and real_embedder.embed_tokens([]) == []
+
+
 def test_onnx_index_answers_like_the_reference(tmp_path: Path, onnx_embedder, real_index: SearchIndex):
     from indexer.build import build_index
     from indexer.corpus import load_corpus
