@@ -26,7 +26,7 @@ from indexer.embedding import Embedder
 from indexer.errors import CorruptIndex, IncompatibleIndex, NewsdeskError
 from indexer.manifest import MANIFEST_NAME
 from indexer.publish import BUILDS_DIR, current_id
-from indexer.search import SearchIndex
+from indexer.search import SearchConfig, SearchIndex
 
 # Uvicorn configures this logger, so these messages show beside its own.
 log = logging.getLogger("uvicorn.error")
@@ -61,7 +61,7 @@ class IndexManager:
 
     def load(self) -> SearchIndex:
         """Load and check the published index (blocking: call it in a worker thread)."""
-        return load_checked(self.root, self.embedder)
+        return load_checked(self.root, self.embedder, search_config(self.settings))
 
     async def start(self, preloaded: SearchIndex | None = None) -> None:
         """Serve `preloaded` (already checked), or load the published index; on failure serve 503s that say why."""
@@ -137,10 +137,15 @@ class IndexManager:
             self.holder.swap(None, message)
 
 
-def load_checked(root: Path, embedder: Embedder) -> SearchIndex:
+def search_config(settings: Settings) -> SearchConfig:
+    """The search settings a server runs with (the defaults, but for its late-interaction depth)."""
+    return SearchConfig(late_depth=settings.late_interaction_depth)
+
+
+def load_checked(root: Path, embedder: Embedder, config: SearchConfig | None = None) -> SearchIndex:
     """Load the index published under `root` and run one search on it; NewsdeskError naming the file if bad."""
     try:
-        index = SearchIndex.load(root, embedder)
+        index = SearchIndex.load(root, embedder, config)
     except NewsdeskError as exc:
         raise _naming_the_file(exc, root) from None
     # A real search touches every part (model, vectors, BM25, chunk store) before any

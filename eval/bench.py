@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,9 +28,10 @@ from eval.report import machine_info
 from indexer.build import build_index, published_match
 from indexer.embedding import Embedder
 from indexer.errors import NewsdeskError
+from indexer.late_interaction import TokenEmbedder
 from indexer.manifest import Manifest
 from indexer.publish import current_build, current_id
-from indexer.search import MODES, SearchConfig, SearchIndex
+from indexer.search import LATE_DEPTH, MODES, SearchConfig, SearchIndex
 
 DEPTH = 100  # documents retrieved per query: enough for recall@100
 QUERY_BATCH = 64
@@ -68,13 +69,27 @@ def fusion_spec(config: SearchConfig) -> str:
     if config.fusion == "rrf":
         return "rrf"
     if config.fusion == "additive":
-        return f"additive:{config.lexical_weight:g}"
+        late = f"+late:{config.late_weight:g}:{config.late_depth}" if config.late_interaction else ""
+        return f"additive:{config.lexical_weight:g}{late}"
     return f"{config.fusion}:{config.alpha:g}"
 
 
 def parse_fusion(spec: str) -> SearchConfig:
-    """SearchConfig from 'rrf', 'additive[:WEIGHT]' (WEIGHT of the BM25 coverage, 0..10),
+    """SearchConfig from 'rrf', 'additive[:WEIGHT][+late:LATE[:DEPTH]]' (WEIGHT of the BM25 coverage,
+    0..10; LATE the late-interaction weight over the top DEPTH passages, default LATE_DEPTH),
     'convex[:ALPHA]' (min-max) or 'zscore[:ALPHA]' (ALPHA = dense weight, 0..1)."""
+    spec, _, late = spec.strip().partition("+late:")
+    if late:
+        if not spec.startswith("additive"):
+            raise NewsdeskError(f"+late applies to the additive fusion only, not {spec!r}.")
+        weight, _, depth = late.partition(":")
+        try:
+            config = parse_fusion(spec)
+            return replace(config, late_weight=float(weight), late_depth=int(depth) if depth else LATE_DEPTH)
+        except ValueError:
+            raise NewsdeskError(
+                f"Bad +late:{late}; use +late:WEIGHT[:DEPTH] with WEIGHT 0..10 (0: off) and DEPTH 0..1000."
+            ) from None
     name, _, number = spec.strip().partition(":")
     if name == "rrf" and not number:
         return SearchConfig(fusion="rrf")
@@ -126,6 +141,8 @@ class CachedQueryEmbedder:
         self.model_id = inner.model_id
         self.dimension = inner.dimension
         self._vectors: dict[str, np.ndarray] = {}
+        if isinstance(inner, TokenEmbedder):  # late interaction re-encodes passages: always the real model
+            self.embed_tokens = inner.embed_tokens
 
     def prefill(self, texts: Sequence[str], progress: bool = True) -> None:
         """Embed `texts` in batches now, with a progress bar."""

@@ -201,7 +201,8 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--fusion",
         type=_fusions,
-        help="hybrid fusion(s), comma-separated: additive[:WEIGHT], convex[:ALPHA] (min-max), zscore[:ALPHA], rrf",
+        help="hybrid fusion(s), comma-separated: additive[:WEIGHT][+late:LATE[:DEPTH]] "
+             "(late interaction, e.g. +late:0.75), convex[:ALPHA] (min-max), zscore[:ALPHA], rrf",
     )
     p.add_argument("--index-dir", type=index_dir_arg,
                    help="keep the index here and reuse it when it matches (default: a temp dir)")

@@ -270,7 +270,9 @@ def describe_fusion(config: dict) -> str:
     """A SearchConfig (as a dict) in words, naming only the settings its fusion reads."""
     name, depth = config["fusion"], config["depth"]
     if name == "additive":
-        return f"additive (BM25 weight {config['lexical_weight']:g}, depth {depth})"
+        late_depth, late_weight = config.get("late_depth", 0), config.get("late_weight", 0)
+        late = f", late interaction {late_weight:g} over the top {late_depth}" if late_depth and late_weight else ""
+        return f"additive (BM25 weight {config['lexical_weight']:g}, depth {depth}{late})"
     if name == "rrf":
         return f"rrf (depth {depth})"
     return f"{name} (dense weight {config['alpha']:g}, depth {depth})"

@@ -127,6 +127,25 @@ def test_cached_query_embedder_matches_its_model():
     assert cached.embed([]).shape == (0, inner.dimension)
 
 
+def test_the_quality_pass_scores_late_interaction_as_the_service_does(dataset: Path, tmp_path: Path):
+    """The bench's query-vector cache must not hide the token vectors (it once silently turned late interaction off)."""
+    from eval.datasets import load_beir
+    from indexer.late_interaction import TokenEmbedder
+
+    inner = FakeEmbedder()
+    cached = CachedQueryEmbedder(inner)
+    assert isinstance(cached, TokenEmbedder)
+    [got], [want] = cached.embed_tokens(["cats purr"]), inner.embed_tokens(["cats purr"])
+    np.testing.assert_array_equal(got, want)
+    data = load_beir(dataset, "test")
+    build_index(data.documents, tmp_path / "idx", inner, progress=False)
+    late = SearchConfig(late_depth=20)
+    for text in data.queries.values():
+        served = SearchIndex.load(tmp_path / "idx", inner, late).search_articles(text, k=5)
+        benched = SearchIndex.load(tmp_path / "idx", cached, late).search_articles(text, k=5)
+        assert benched == served  # scores included: late interaction adds to every re-scored one
+
+
 def test_bad_bench_arguments(dataset: Path, capsys):
     for args in (["--fusion", "convex:2"], ["--fusion", "linear"], ["--modes", "fuzzy"]):
         with pytest.raises(SystemExit) as exit_info:
@@ -173,9 +192,14 @@ def test_fusion_specs_and_plans():
     assert parse_fusion("zscore:0.6") == SearchConfig(fusion="zscore", alpha=0.6)
     assert parse_fusion("additive") == SearchConfig()
     assert parse_fusion("additive:1.5") == SearchConfig(fusion="additive", lexical_weight=1.5)
-    for spec in ("additive:1.5", "zscore:0.6", "convex:0.5", "rrf"):
+    assert parse_fusion("additive+late:0.75") == SearchConfig(late_depth=20, late_weight=0.75)
+    assert parse_fusion("additive:0.8+late:0.5:30") == SearchConfig(lexical_weight=0.8, late_weight=0.5, late_depth=30)
+    assert fusion_spec(parse_fusion("additive+late:0")) == "additive:1"  # weight 0: off
+    for spec in ("additive:1.5", "zscore:0.6", "convex:0.5", "rrf", "additive:1+late:0.75:20",
+                 "additive:1+late:0.5:30"):
         assert fusion_spec(parse_fusion(spec)) == spec
-    for bad in ("additive:11", "zscore:2", "convex:x", "rrf:1"):
+    for bad in ("additive:11", "zscore:2", "convex:x", "rrf:1", "additive+late:x", "additive+late:11",
+                "additive+late:1:-1", "rrf+late:1"):
         with pytest.raises(NewsdeskError):
             parse_fusion(bad)
     assert [r.label for r in plan_runs(["dense", "hybrid"], [])] == ["dense", "hybrid"]
@@ -283,5 +307,11 @@ def test_reports_name_the_settings_their_fusion_reads():
     from eval.report import describe_fusion
 
     assert describe_fusion(asdict(SearchConfig())) == "additive (BM25 weight 1, depth 100)"
+    assert describe_fusion(asdict(SearchConfig(late_depth=20))) == (
+        "additive (BM25 weight 1, depth 100, late interaction 0.75 over the top 20)"
+    )
+    old = asdict(SearchConfig())
+    del old["late_depth"], old["late_weight"]  # a report written before late interaction
+    assert describe_fusion(old) == "additive (BM25 weight 1, depth 100)"
     assert describe_fusion(asdict(SearchConfig(fusion="convex", alpha=0.75))) == "convex (dense weight 0.75, depth 100)"
     assert describe_fusion(asdict(SearchConfig(fusion="rrf", depth=50))) == "rrf (depth 50)"

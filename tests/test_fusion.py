@@ -65,7 +65,8 @@ def test_hybrid_scores_are_the_weighted_normalised_sides(index_root: Path, fusio
 
 def test_additive_scores_are_cosine_plus_the_share_of_the_query_matched(index_root: Path):
     embedder = FakeEmbedder()
-    index = SearchIndex.load(index_root, embedder, SearchConfig(fusion="additive", lexical_weight=0.7, depth=10_000))
+    plain = {"fusion": "additive", "lexical_weight": 0.7, "late_depth": 0}  # late interaction tested below
+    index = SearchIndex.load(index_root, embedder, SearchConfig(**plain, depth=10_000))
     n = index.vectors.ntotal
     positions, scores = index.rank(QUERY, n, "hybrid")
     dense, lexical = _all_scores(index, QUERY)
@@ -73,7 +74,7 @@ def test_additive_scores_are_cosine_plus_the_share_of_the_query_matched(index_ro
     assert ceiling > 0 and lexical.max() <= ceiling  # no passage can beat full saturation of every term
     np.testing.assert_allclose(scores, (dense + 0.7 * lexical / ceiling)[positions], rtol=1e-5, atol=1e-6)
     # Scores do not depend on which other passages were candidates (nothing is normalised per query).
-    shallow = SearchIndex.load(index_root, embedder, SearchConfig(fusion="additive", lexical_weight=0.7, depth=2))
+    shallow = SearchIndex.load(index_root, embedder, SearchConfig(**plain, depth=2))
     top_positions, top_scores = shallow.rank(QUERY, 2, "hybrid")
     np.testing.assert_allclose(top_scores, (dense + 0.7 * lexical / ceiling)[top_positions], rtol=1e-5, atol=1e-6)
 
@@ -113,6 +114,58 @@ def test_weight_one_is_the_dense_order_and_zero_the_lexical_order(index_root: Pa
 def test_defaults_are_the_ablation_winner():
     config = SearchConfig()
     assert (config.fusion, config.lexical_weight) == ("additive", 1.0)
+    assert config.late_depth == 0 and not config.late_interaction  # opt-in: its latency cost (eval/README.md)
+
+
+def test_late_interaction_rescores_the_fused_top_passages_by_maxsim(index_root: Path):
+    from indexer.chunking import embedding_text
+    from indexer.late_interaction import maxsim
+
+    embedder = FakeEmbedder()
+    plain = SearchIndex.load(index_root, embedder, SearchConfig(late_depth=0))
+    late = SearchIndex.load(index_root, embedder, SearchConfig(late_depth=4, late_weight=0.5))
+    n = plain.vectors.ntotal
+    fused_pos, fused = plain.rank(QUERY, n, "hybrid")
+    positions, scores = late.rank(QUERY, n, "hybrid")
+    rows = plain.store.chunks(fused_pos[:4].tolist())
+    tokens = embedder.embed_tokens([QUERY] + [embedding_text(r.title, r.text, late._chunker) for r in rows])
+    expected = fused[:4] + 0.5 * np.maximum(maxsim(tokens[0], tokens[1:]), 0.0)
+    # the head is the same four passages, re-ordered by fused score + 0.5 x MaxSim; the tail is untouched
+    assert sorted(positions[:4].tolist()) == sorted(fused_pos[:4].tolist())
+    by_position = dict(zip(fused_pos[:4].tolist(), expected.tolist(), strict=True))
+    np.testing.assert_allclose(scores[:4], [by_position[p] for p in positions[:4].tolist()], rtol=1e-5)
+    assert positions[4:].tolist() == fused_pos[4:].tolist() and np.allclose(scores[4:], fused[4:])
+    assert np.all(np.diff(scores) <= 1e-7)  # still best first: a re-scored passage never falls below the tail
+    # With the fake embedder's one vector per word, MaxSim is the share of query words a passage holds.
+    words = QUERY.lower().split()
+    for row, value in zip(rows, maxsim(tokens[0], tokens[1:]), strict=True):
+        held = {w for w in embedding_text(row.title, row.text, late._chunker).lower().split()}
+        assert value == pytest.approx(sum(w in held for w in words) / len(words), abs=0.2)
+
+
+def test_late_interaction_leaves_other_fusions_and_modes_alone(index_root: Path):
+    embedder = FakeEmbedder()
+    for config in (SearchConfig(fusion="convex", late_depth=20), SearchConfig(fusion="rrf", late_depth=20),
+                   SearchConfig(late_depth=20, late_weight=0.0)):
+        assert not config.late_interaction
+    with_late = SearchIndex.load(index_root, embedder, SearchConfig(late_depth=20))
+    without = SearchIndex.load(index_root, embedder)
+    for mode in ("dense", "lexical"):
+        assert with_late.rank(QUERY, 5, mode)[0].tolist() == without.rank(QUERY, 5, mode)[0].tolist()
+
+
+def test_late_interaction_needs_an_embedder_with_token_vectors(index_root: Path):
+    class PooledOnly:  # a third-party embedder: sentence vectors only
+        def __init__(self) -> None:
+            self.inner = FakeEmbedder()
+            self.model_id, self.dimension = self.inner.model_id, self.inner.dimension
+
+        def embed(self, texts):  # type: ignore[no-untyped-def]
+            return self.inner.embed(texts)
+
+    pooled = SearchIndex.load(index_root, PooledOnly(), SearchConfig(late_depth=20))
+    plain = SearchIndex.load(index_root, FakeEmbedder())
+    assert pooled.rank(QUERY, 5, "hybrid")[0].tolist() == plain.rank(QUERY, 5, "hybrid")[0].tolist()
 
 
 @pytest.mark.parametrize(
@@ -122,6 +175,8 @@ def test_defaults_are_the_ablation_winner():
         ({"alpha": 1.5}, "between 0 and 1"),
         ({"lexical_weight": -1.0}, "lexical_weight"),
         ({"depth": 0}, "depth"),
+        ({"late_depth": -1}, "late_depth"),
+        ({"late_weight": 11.0}, "late_weight"),
     ],
 )
 def test_bad_search_config_is_refused(kwargs: dict, message: str):
@@ -142,3 +197,18 @@ def test_a_call_can_override_the_fusion_and_the_answer_path_keeps_its_calibrated
     assert AnswerConfig().retrieval == old
     answer = answer_question(index, QUERY, k=5)
     assert [h.chunk_id for h in answer.passages] == [h.chunk_id for h in overridden]
+
+
+def test_the_service_setting_defaults_to_the_search_default_and_turns_late_interaction_on(index_root: Path):
+    from api.reload import load_checked, search_config
+    from api.settings import Settings
+
+    assert Settings().late_interaction_depth == SearchConfig().late_depth
+    assert not search_config(Settings()).late_interaction
+    on = search_config(Settings(late_interaction_depth=3))
+    assert on.late_interaction and on.late_depth == 3
+    served = load_checked(index_root, FakeEmbedder(), on)
+    direct = SearchIndex.load(index_root, FakeEmbedder(), SearchConfig(late_depth=3))
+    assert [h.score for h in served.search(QUERY, k=5)] == [h.score for h in direct.search(QUERY, k=5)]
+    assert served.rank(QUERY, 5, "hybrid")[1].tolist() != SearchIndex.load(index_root, FakeEmbedder()).rank(
+        QUERY, 5, "hybrid")[1].tolist()
