@@ -47,6 +47,14 @@ class QueryBatcher:
     def __getattr__(self, name: str) -> object:  # threads, warm_up, ...: the wrapped embedder's
         return getattr(self.embedder, name)
 
+    def embed_tokens(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Token vectors (late interaction) straight from the wrapped embedder: one call already batches them.
+
+        Defined here, not left to __getattr__: Python 3.12's Protocol isinstance checks ignore
+        __getattr__, so late interaction would quietly turn off.
+        """
+        return self.embedder.embed_tokens(texts)  # type: ignore[attr-defined]
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) != 1:
             return self.embedder.embed(texts)

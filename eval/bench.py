@@ -78,8 +78,8 @@ def parse_fusion(spec: str) -> SearchConfig:
     """SearchConfig from 'rrf', 'additive[:WEIGHT][+late:LATE[:DEPTH]]' (WEIGHT of the BM25 coverage,
     0..10; LATE the late-interaction weight over the top DEPTH passages, default LATE_DEPTH),
     'convex[:ALPHA]' (min-max) or 'zscore[:ALPHA]' (ALPHA = dense weight, 0..1)."""
-    spec, _, late = spec.strip().partition("+late:")
-    if late:
+    spec, marker, late = spec.strip().partition("+late:")
+    if marker:
         if not spec.startswith("additive"):
             raise NewsdeskError(f"+late applies to the additive fusion only, not {spec!r}.")
         weight, _, depth = late.partition(":")

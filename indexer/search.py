@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import unicodedata
@@ -30,6 +31,7 @@ Mode = Literal["hybrid", "dense", "lexical"]
 Fusion = Literal["additive", "zscore", "convex", "rrf"]
 MODES: tuple[str, ...] = get_args(Mode)
 RRF_K = 60
+log = logging.getLogger(__name__)
 LATE_DEPTH = 20  # passages re-scored when late interaction is turned on (the depth measured)
 
 
@@ -70,7 +72,7 @@ class SearchConfig:
             raise ValueError("lexical_weight must be between 0 and 10.")
         if self.depth < 1:
             raise ValueError("depth must be a positive number of candidates.")
-        if not 0 <= self.late_depth <= 1000:
+        if not isinstance(self.late_depth, int) or not 0 <= self.late_depth <= 1000:
             raise ValueError("late_depth (passages re-scored by late interaction) must be between 0 and 1000.")
         if not 0.0 <= self.late_weight <= 10.0:
             raise ValueError("late_weight must be between 0 and 10.")
@@ -194,7 +196,11 @@ class SearchIndex:
             lexical = LexicalIndex.load(build / LEXICAL_DIR, store.chunk_count)
         except (OSError, ValueError, KeyError) as exc:
             raise CorruptIndex(f"{build / LEXICAL_DIR} cannot be read ({exc}); rebuild the index.") from None
-        return cls(build, manifest, store, vectors, lexical, embedder, config or SearchConfig())
+        config = config or SearchConfig()
+        if config.late_interaction and not isinstance(embedder, TokenEmbedder):
+            log.warning("Late interaction is on but %s gives no token vectors; hybrid search runs without it.",
+                        type(embedder).__name__)
+        return cls(build, manifest, store, vectors, lexical, embedder, config)
 
     @property
     def index_id(self) -> str:

@@ -85,3 +85,17 @@ def test_many_texts_bypass_the_queue_and_errors_reach_the_caller():
         broken.embed(["query"])
     with pytest.raises(RuntimeError, match="model failed"):  # the worker survives a failure
         broken.embed(["another"])
+
+
+def test_the_batcher_passes_token_vectors_through_so_late_interaction_stays_on(index_dir):
+    from indexer.late_interaction import TokenEmbedder
+    from indexer.search import SearchConfig, SearchIndex
+
+    batcher = QueryBatcher(FakeEmbedder())
+    assert isinstance(batcher, TokenEmbedder)
+    [got], [want] = batcher.embed_tokens(["Xiaomi cars"]), FakeEmbedder().embed_tokens(["Xiaomi cars"])
+    np.testing.assert_array_equal(got, want)
+    late = SearchConfig(late_depth=10)
+    served = SearchIndex.load(index_dir, batcher, late).search("Xiaomi electric car", k=5)
+    direct = SearchIndex.load(index_dir, FakeEmbedder(), late).search("Xiaomi electric car", k=5)
+    assert [(h.chunk_id, h.score) for h in served] == [(h.chunk_id, h.score) for h in direct]

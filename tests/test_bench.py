@@ -199,7 +199,7 @@ def test_fusion_specs_and_plans():
                  "additive:1+late:0.5:30"):
         assert fusion_spec(parse_fusion(spec)) == spec
     for bad in ("additive:11", "zscore:2", "convex:x", "rrf:1", "additive+late:x", "additive+late:11",
-                "additive+late:1:-1", "rrf+late:1"):
+                "additive+late:1:-1", "rrf+late:1", "additive+late:"):
         with pytest.raises(NewsdeskError):
             parse_fusion(bad)
     assert [r.label for r in plan_runs(["dense", "hybrid"], [])] == ["dense", "hybrid"]

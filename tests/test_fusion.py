@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -148,13 +149,29 @@ def test_late_interaction_leaves_other_fusions_and_modes_alone(index_root: Path)
     for config in (SearchConfig(fusion="convex", late_depth=20), SearchConfig(fusion="rrf", late_depth=20),
                    SearchConfig(late_depth=20, late_weight=0.0)):
         assert not config.late_interaction
+        asked = SearchIndex.load(index_root, embedder, config).rank(QUERY, 8, "hybrid")
+        plain = SearchIndex.load(index_root, embedder, replace(config, late_depth=0)).rank(QUERY, 8, "hybrid")
+        assert asked[0].tolist() == plain[0].tolist() and asked[1].tolist() == plain[1].tolist()
     with_late = SearchIndex.load(index_root, embedder, SearchConfig(late_depth=20))
     without = SearchIndex.load(index_root, embedder)
     for mode in ("dense", "lexical"):
         assert with_late.rank(QUERY, 5, mode)[0].tolist() == without.rank(QUERY, 5, mode)[0].tolist()
 
 
-def test_late_interaction_needs_an_embedder_with_token_vectors(index_root: Path):
+def test_late_interaction_keeps_to_the_filters(index_root: Path):
+    from indexer.search import Filters
+
+    index = SearchIndex.load(index_root, FakeEmbedder(), SearchConfig(late_depth=20))
+    sources = {s for s in index.store.article_sources if s}
+    assert len(sources) > 1
+    for source in sources:
+        hits = index.search(QUERY, k=10, filters=Filters(source=source))
+        assert hits and all(h.citation.source == source for h in hits)
+        scores = [h.score for h in hits]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_late_interaction_needs_an_embedder_with_token_vectors(index_root: Path, caplog: pytest.LogCaptureFixture):
     class PooledOnly:  # a third-party embedder: sentence vectors only
         def __init__(self) -> None:
             self.inner = FakeEmbedder()
@@ -163,7 +180,9 @@ def test_late_interaction_needs_an_embedder_with_token_vectors(index_root: Path)
         def embed(self, texts):  # type: ignore[no-untyped-def]
             return self.inner.embed(texts)
 
-    pooled = SearchIndex.load(index_root, PooledOnly(), SearchConfig(late_depth=20))
+    with caplog.at_level("WARNING", logger="indexer.search"):
+        pooled = SearchIndex.load(index_root, PooledOnly(), SearchConfig(late_depth=20))
+    assert "gives no token vectors" in caplog.text
     plain = SearchIndex.load(index_root, FakeEmbedder())
     assert pooled.rank(QUERY, 5, "hybrid")[0].tolist() == plain.rank(QUERY, 5, "hybrid")[0].tolist()
 
@@ -176,6 +195,7 @@ def test_late_interaction_needs_an_embedder_with_token_vectors(index_root: Path)
         ({"lexical_weight": -1.0}, "lexical_weight"),
         ({"depth": 0}, "depth"),
         ({"late_depth": -1}, "late_depth"),
+        ({"late_depth": 2.5}, "late_depth"),
         ({"late_weight": 11.0}, "late_weight"),
     ],
 )
