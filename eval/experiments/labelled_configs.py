@@ -1,6 +1,9 @@
 """The hand-labelled questions (eval/questions.jsonl) under several fusion settings, on one index of corpus/.
 
-    python -m eval.experiments.labelled_configs [convex:0.5 convex:0.75 zscore:0.75 ...]
+    python -m eval.experiments.labelled_configs [--default-model] [convex:0.5 convex:0.75 zscore:0.75 ...]
+
+The packaged model alone in fp32 (how the fusions were first compared), or with --default-model
+the service's embedder (int8, with the retrieval adapter).
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ from eval.bench import parse_fusion
 from eval.cli import DEFAULT_QUESTIONS
 from eval.labelled import evaluate_labelled, load_questions
 from indexer.build import index_corpus
-from indexer.embedding import SentenceTransformerEmbedder
+from indexer.embedding import SentenceTransformerEmbedder, default_embedder
 from indexer.search import SearchIndex
 
 
 def main(specs: list[str]) -> int:
     questions = load_questions(DEFAULT_QUESTIONS)
-    embedder = SentenceTransformerEmbedder(model="base")
+    service_model = "--default-model" in specs
+    specs = [s for s in specs if s != "--default-model"]
+    embedder = default_embedder() if service_model else SentenceTransformerEmbedder(model="base")
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch) / "index"
         index_corpus(Path("corpus"), root, embedder, progress=False)
