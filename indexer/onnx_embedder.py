@@ -51,7 +51,7 @@ _PROBES = (
     "Xiaomi is in talks with Beijing Automotive about building electric cars in China, people familiar said.",
     "比亞迪",
 )
-MIN_PROBE_COSINE = 0.95  # catches a broken export; healthy ones measure about 0.985 and up
+MIN_PROBE_COSINE = 0.95  # catches a broken export; healthy ones measure about 0.985 and up (sentence and tokens)
 
 
 def cache_dir() -> Path:
@@ -199,11 +199,17 @@ def _check(model: object, path: Path) -> float:
     import torch
 
     encoded = [e.ids for e in _tokenizer().encode_batch(list(_PROBES))]
-    got = _run(_session(path, threads=1), encoded)
+    session = _session(path, threads=1)
+    got, got_tokens = _run(session, encoded), _run(session, encoded, output="tokens")
     ids, mask = (torch.from_numpy(a) for a in _pad(encoded))
     with torch.no_grad():
-        want = _mean_pooled(model)(ids, mask, torch.zeros_like(ids))
+        want, want_tokens = _mean_pooled(model, with_tokens=True)(ids, mask, torch.zeros_like(ids))
     worst = float((got * want.numpy()).sum(axis=1).min())
+    # The token vectors (late interaction) too: the mean per-token cosine of each probe.
+    for row, tokens in enumerate(encoded):
+        a = normalise_rows(got_tokens[row, : len(tokens)])
+        b = normalise_rows(want_tokens[row, : len(tokens)].numpy())
+        worst = min(worst, float((a * b).sum(axis=1).mean()))
     if worst < MIN_PROBE_COSINE:
         raise NewsdeskError(
             f"The int8 ONNX export differs from the original model (cosine {worst:.3f} < {MIN_PROBE_COSINE}); "
