@@ -17,6 +17,7 @@ from concurrent.futures import Future
 import numpy as np
 
 from indexer.embedding import Embedder
+from indexer.late_interaction import TokenEmbedder
 
 MAX_BATCH = 32
 
@@ -32,6 +33,10 @@ class QueryBatcher:
         self.model_id = embedder.model_id
         self.dimension = embedder.dimension
         self.max_batch = max_batch
+        # Token vectors (late interaction) go straight to the wrapped embedder: one call already
+        # batches them. Set here, not left to __getattr__, which Python 3.12's Protocol checks ignore.
+        if isinstance(embedder, TokenEmbedder):
+            self.embed_tokens = embedder.embed_tokens
         self.batches = 0  # model calls made, for tests and metrics
         self.queries = 0
         self._queue: queue.SimpleQueue[tuple[str, Future[np.ndarray]]] = queue.SimpleQueue()
@@ -46,14 +51,6 @@ class QueryBatcher:
 
     def __getattr__(self, name: str) -> object:  # threads, warm_up, ...: the wrapped embedder's
         return getattr(self.embedder, name)
-
-    def embed_tokens(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Token vectors (late interaction) straight from the wrapped embedder: one call already batches them.
-
-        Defined here, not left to __getattr__: Python 3.12's Protocol isinstance checks ignore
-        __getattr__, so late interaction would quietly turn off.
-        """
-        return self.embedder.embed_tokens(texts)  # type: ignore[attr-defined]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) != 1:

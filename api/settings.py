@@ -46,8 +46,9 @@ class Settings(BaseSettings):
     # single calls, and 8 clients got no more searches/s (eval/README.md, Speed).
     micro_batch: bool = Field(default=False, description="embed concurrent queries in shared batches")
     # Late interaction (indexer/late_interaction.py): each hybrid search encodes its top passages
-    # again for their token vectors. Off by default: 20 passages gave SciFact +0.007 nDCG@10 for
-    # ~600 ms a query on 2 cores (eval/README.md); worth it where quality beats latency.
+    # again for their token vectors. Off by default: 20 passages gave +0.007 / +0.009 nDCG@10 on
+    # SciFact / RealTimeQA test for 0.16-0.65 s a query on 2 cores (eval/README.md); worth it where
+    # ranking matters more than latency.
     late_interaction_depth: int = Field(
         default=0, ge=0, le=1000,  # SearchConfig.late_depth (not imported: settings stay light)
         description="hybrid passages re-scored by late interaction per search (0: off; 20 was measured)",

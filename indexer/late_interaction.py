@@ -6,8 +6,8 @@ the query: MaxSim (ColBERT's score) lets each query token find its closest passa
 
     maxsim(q, p) = mean over query tokens t of max over passage tokens u of cos(t, u),
 
-a soft term match that BM25's exact stems and the single cosine both miss (a claim's
-"pancreatic" against an abstract's "pancreas"). The hybrid's top passages are encoded again
+a soft term match (a query word can meet a related passage word) that neither BM25's exact
+stems nor the single averaged cosine gives. The hybrid's top passages are encoded again
 at query time (their token vectors are not stored: that would be ~100x the index), and each
 gains `weight * maxsim`. Measured in eval/README.md ("Retrieval quality: ablations").
 """

@@ -58,8 +58,8 @@ class SearchConfig:
     depth: int = 100  # candidates taken from each side before fusion
     # "additive" only: the fused top `late_depth` passages gain late_weight * MaxSim of the
     # model's token vectors (indexer/late_interaction.py). Off by default (late_depth 0): at
-    # LATE_DEPTH it added +0.007 nDCG@10 on SciFact test and cost ~80x the latency (re-encoding
-    # 20 passages per query on the CPU); eval/README.md, "Retrieval quality: ablations".
+    # LATE_DEPTH it added +0.007 / +0.009 nDCG@10 on SciFact / RealTimeQA test and cost 20-80x the
+    # latency (re-encoding 20 passages per query on the CPU); eval/README.md, "Late interaction".
     late_depth: int = 0
     late_weight: float = 0.75
 

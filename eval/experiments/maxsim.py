@@ -31,6 +31,7 @@ import numpy as np
 from eval.experiments import fusion as F
 from eval.experiments.finetune import SETS, chunk_text, load_lab, merged_model
 from indexer.analysis import analyze
+from indexer.late_interaction import maxsim, normalise_rows
 
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
@@ -54,8 +55,7 @@ def token_vectors(model, texts: list[str], batch: int = 64) -> tuple[np.ndarray,
         for j, row, m in zip(ids.tolist(), tokens, mask, strict=True):
             n = int(m.sum())
             t = row[1 : n - 1].numpy()  # without [CLS] and [SEP]
-            t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-9)
-            parts[j] = t.astype(np.float16)
+            parts[j] = normalise_rows(t).astype(np.float16)
         if (first // batch) % 20 == 0:
             done = min(first + batch, len(texts))
             print(f"  {done}/{len(texts)} texts, {time.perf_counter() - started:.0f} s", flush=True)
@@ -75,12 +75,9 @@ def cached_tokens(lab, out: Path, model, label: str):  # type: ignore[no-untyped
     return {k: data[k] for k in data.files}
 
 
-def maxsim(q: np.ndarray, chunk_tokens: np.ndarray, offsets: np.ndarray, chunks: np.ndarray) -> np.ndarray:
-    """MaxSim of one query's token vectors against each of the given chunks."""
-    spans = [chunk_tokens[offsets[c] : offsets[c + 1]] for c in chunks.tolist()]
-    sims = np.vstack(spans).astype(np.float32) @ q.astype(np.float32).T  # [all chunk tokens, query tokens]
-    bounds = np.cumsum([0] + [len(s) for s in spans])[:-1]
-    return np.maximum.reduceat(sims, bounds, axis=0).mean(axis=1)
+def chunk_maxsim(q: np.ndarray, chunk_tokens: np.ndarray, offsets: np.ndarray, chunks: np.ndarray) -> np.ndarray:
+    """MaxSim (the service's own, indexer.late_interaction) of one query against the given cached chunks."""
+    return maxsim(q, [chunk_tokens[offsets[c] : offsets[c + 1]] for c in chunks.tolist()])
 
 
 def rerank(lab, split, tok: dict, dense: np.ndarray, weights, depth: int, best_only: bool = False,  # type: ignore[no-untyped-def]
@@ -111,7 +108,7 @@ def rerank(lab, split, tok: dict, dense: np.ndarray, weights, depth: int, best_o
             chunks, owner, base = chunks[keep], owner[keep], base[keep]
         row = split.rows[i]
         q = tok["qt"][tok["qo"][row] : tok["qo"][row + 1]]
-        ms = maxsim(q, tok["ct"], tok["co"], chunks)
+        ms = chunk_maxsim(q, tok["ct"], tok["co"], chunks)
         for m in weights:
             score = np.full(len(docs), -np.inf)
             np.maximum.at(score, owner, base + m * ms)
@@ -136,7 +133,7 @@ def rerank_chunks(lab, split, tok: dict, dense: np.ndarray, weights, depth: int,
         order = np.argsort(-fused, kind="stable")
         head, tail = cand[order[:depth]], cand[order[depth:]]
         row = split.rows[i]
-        ms = maxsim(tok["qt"][tok["qo"][row] : tok["qo"][row + 1]], tok["ct"], tok["co"], head)
+        ms = chunk_maxsim(tok["qt"][tok["qo"][row] : tok["qo"][row + 1]], tok["ct"], tok["co"], head)
         for m in weights:
             rescored = head[np.argsort(-(fused[order[:depth]] + m * ms), kind="stable")]
             out[m].append(F.docs_from_chunks(np.concatenate([rescored, tail]), lab.chunk_doc, lab.doc_ids))
