@@ -87,7 +87,10 @@ def apply_change(root: Path, embedder: Embedder, change: Change) -> Applied:
                 f"The published index's chunker or BM25 settings are not ones this newsdesk can repeat ({exc}); "
                 "rebuild it with `newsdesk index`."
             ) from None
-    result: BuildResult = build_index(merged, root, embedder, chunker, lexical, progress=False, say=log.info)
+    late = manifest is not None and bool(manifest.late_interaction)  # token vectors stay stored if they were
+    result: BuildResult = build_index(
+        merged, root, embedder, chunker, lexical, progress=False, say=log.info, late_interaction=late
+    )
     return Applied(
         result.index_id, added, [a.article_id for a in change.upserts if a.article_id in known],
         list(change.deletes), result.articles, result.chunks,

@@ -137,8 +137,11 @@ class IndexManager:
             self.holder.swap(None, message)
 
 
-def search_config(settings: Settings) -> SearchConfig:
-    """The search settings a server runs with (the defaults, but for its late-interaction depth)."""
+def search_config(settings: Settings) -> SearchConfig | None:
+    """The search settings a server runs with: the defaults, but for a late-interaction depth that
+    was set; None (not set) lets each loaded index choose, on where it stores token vectors."""
+    if settings.late_interaction_depth is None:
+        return None
     return SearchConfig(late_depth=settings.late_interaction_depth)
 
 

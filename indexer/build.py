@@ -21,6 +21,7 @@ from indexer.embedding_cache import EmbeddingCache, text_key
 from indexer.errors import CorpusError, NewsdeskError
 from indexer.incremental import Spans, article_key, published_spans
 from indexer.ivf import is_ivf
+from indexer.late_interaction import TokenEmbedder, embed_with_tokens, pack_signs, write_token_signs
 from indexer.lexical import LexicalIndex
 from indexer.manifest import LEXICAL_DIR, STORE_NAME, Manifest
 from indexer.publish import build_lock, clean_stale_builds, current_build, new_build_dir, publish
@@ -34,6 +35,7 @@ EMBED_BATCH = 256
 CACHE_BLOCK = 10_000  # cached vectors read at a time, so a rebuild never loads the whole cache
 # An IVF build's embedded vectors, in chunk order, until they are indexed (then removed).
 VECTOR_BUFFER_NAME = "embedded-vectors.npy"
+_NO_SIGNS = np.zeros((0, 0), dtype=np.uint8)  # a slot not yet filled by embed_texts
 
 
 @dataclass(frozen=True)
@@ -69,21 +71,25 @@ def index_corpus(
     faiss_factory: str | None = None,
     cache: bool = True,
     rebuild: bool = False,
+    late_interaction: bool = False,
 ) -> BuildResult:
     """Load the corpus at `corpus` and publish an index of it under `root`.
 
     When the published index was built from exactly these articles with the same settings,
-    nothing is built (unless `rebuild`): the result names the published index.
+    nothing is built (unless `rebuild`): the result names the published index. With
+    `late_interaction` the index also stores its chunks' token vectors (as sign bits).
     """
     started = time.perf_counter()
     articles, report = load_corpus(corpus)
     say(f"Loaded {corpus}: {report.summary()}")
     if not rebuild:
-        current = up_to_date(corpus, root, articles, report, embedder, chunker, lexical, faiss_factory, say)
+        current = up_to_date(corpus, root, articles, report, embedder, chunker, lexical, faiss_factory, say,
+                             late_interaction)
         if current is not None:
             current.seconds = time.perf_counter() - started
             return current
-    result = build_index(articles, root, embedder, chunker, lexical, progress, say, report, faiss_factory, cache)
+    result = build_index(articles, root, embedder, chunker, lexical, progress, say, report, faiss_factory, cache,
+                         late_interaction)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -98,12 +104,13 @@ def up_to_date(
     lexical: LexicalConfig | None = None,
     faiss_factory: str | None = None,
     say: Callable[[str], None] = log.info,
+    late_interaction: bool = False,
 ) -> BuildResult | None:
     """The published index as a build result when it already is what a build would give, else None.
 
     Either engine calls this first; stale builds a killed run left behind are removed either way.
     """
-    current = published_match(root, articles, embedder, chunker, lexical, faiss_factory)
+    current = published_match(root, articles, embedder, chunker, lexical, faiss_factory, late_interaction)
     if current is None:
         return None
     with build_lock(root):
@@ -122,6 +129,7 @@ def published_match(
     chunker: ChunkerConfig | None = None,
     lexical: LexicalConfig | None = None,
     faiss_factory: str | None = None,
+    late_interaction: bool = False,
 ) -> Manifest | None:
     """The published index's manifest if building `articles` with these settings would give the same index."""
     try:
@@ -136,6 +144,7 @@ def published_match(
         and manifest.chunker == (chunker or ChunkerConfig()).to_dict()
         and manifest.lexical == asdict(lexical or LexicalConfig())
         and manifest.faiss_factory == factory
+        and bool(manifest.late_interaction) == late_interaction
         and manifest.corpus_fingerprint == corpus_fingerprint(list(articles))
     )
     return manifest if same else None
@@ -152,14 +161,21 @@ def build_index(
     report: LoadReport | None = None,
     faiss_factory: str | None = None,
     cache: bool = True,
+    late_interaction: bool = False,
 ) -> BuildResult:
     """Chunk, embed and index `articles` in a new build directory, then publish it atomically.
 
     With `cache`, vectors are reused from <root>/cache/embeddings.sqlite and new ones stored
     there; `faiss_factory` None picks exact, HNSW or sharded IVF by the number of chunks.
+    `late_interaction` stores every chunk's token vectors too, as sign bits (48 bytes a token
+    for MiniLM), from the same model run as its vector.
     """
     if not articles:
         raise CorpusError("No articles to index: the corpus is empty or every file was skipped.")
+    if late_interaction and not isinstance(embedder, TokenEmbedder):
+        raise NewsdeskError(
+            f"{type(embedder).__name__} gives no token vectors, so it cannot build a late-interaction index."
+        )
     started = time.perf_counter()
     chunker = chunker or ChunkerConfig()
     lexical = lexical or LexicalConfig()
@@ -172,11 +188,12 @@ def build_index(
         texts = [embedding_text(titles[c.article_id], c.text, chunker) for c in chunks]
         factory = faiss_factory or choose_factory(len(chunks))
         vectors = vector_buffer(build, len(chunks), embedder.dimension, factory)
+        signs: list[np.ndarray] | None = [_NO_SIGNS] * len(chunks) if late_interaction else None
         with EmbeddingCache.for_index(root, embedder) if cache else contextlib.nullcontext() as vector_cache:
-            embedded = embed_texts(embedder, texts, progress, vector_cache, out=vectors)[1]
+            embedded = embed_texts(embedder, texts, progress, vector_cache, out=vectors, signs=signs)[1]
         if cache:
             say(f"Embedded {embedded} chunks, reused {len(chunks) - embedded} from the embedding cache")
-        write_build(build, articles, chunks, vectors, embedder, chunker, lexical, report, factory)
+        write_build(build, articles, chunks, vectors, embedder, chunker, lexical, report, factory, signs=signs)
         publish(root, build)
         if cache:
             # Only once published: vectors of deleted or edited chunks leave the cache.
@@ -215,11 +232,13 @@ def write_build(
     report: LoadReport,
     faiss_factory: str | None = None,
     extra: dict[str, object] | None = None,
+    signs: Sequence[np.ndarray] | None = None,
 ) -> None:
     """Write chunked, embedded articles into the build directory `build`, manifest last; publish is next.
 
     Every engine (local, Ray) ends here, so they all write the same directory format.
-    Row i of `vectors` (an array, or `vector_buffer`'s memmap) is `chunks[i]`, in article order.
+    Row i of `vectors` (an array, or `vector_buffer`'s memmap) is `chunks[i]`, in article order,
+    and so is item i of `signs`, its token vectors' sign bits when the index stores them.
     """
     if vectors.shape != (len(chunks), embedder.dimension):
         raise ValueError(f"{vectors.shape} vectors for {len(chunks)} chunks of dimension {embedder.dimension}")
@@ -230,6 +249,9 @@ def write_build(
     lexical_texts = [f"{titles[c.article_id]}\n{c.text}" if lexical.title_in_chunks else c.text for c in chunks]
     LexicalIndex.build(lexical_texts, lexical.k1, lexical.b).save(build / LEXICAL_DIR)
     write_store(build / STORE_NAME, articles, chunks)
+    if signs is not None and len(signs) != len(chunks):
+        raise ValueError(f"token vectors of {len(signs)} chunks for {len(chunks)} chunks")
+    late = write_token_signs(build, signs, embedder.dimension) if signs is not None else {}
     Manifest(
         index_id=build.name,
         model_id=embedder.model_id,
@@ -247,6 +269,7 @@ def write_build(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         embedder_backend=backend_of(embedder),
         vector_index=figures,
+        late_interaction=late,
         extra=dict(extra or {}),
     ).write(build)  # written last: a build without a manifest is incomplete
 
@@ -276,11 +299,14 @@ def embed_texts(
     progress: bool | None = None,
     cache: EmbeddingCache | None = None,
     out: np.ndarray | None = None,
+    signs: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, int]:
     """Vectors for `texts` (written into `out` when given) and how many were computed.
 
     Cached vectors are reused and each text is embedded once. Each batch is committed to
     the cache as soon as it is embedded, so an interrupted build keeps the work done so far.
+    With `signs` (one slot per text), each text's token sign bits are put there too; a text
+    is then taken from the cache only when both its vector and its bits are there.
     """
     if out is None:
         out = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
@@ -292,15 +318,29 @@ def embed_texts(
     for start in range(0, len(unique), CACHE_BLOCK):
         block = unique[start : start + CACHE_BLOCK]
         known = cache.get_many(block) if cache is not None else {}
+        known_signs = cache.get_many_signs(block) if cache is not None and signs is not None else {}
         for key in block:
-            if key in known:
+            if key in known and (signs is None or key in known_signs):
                 out[rows_of[key]] = known[key]
+                if signs is not None:
+                    for row in rows_of[key]:
+                        signs[row] = known_signs[key]
             else:
                 todo.append(key)
     with tqdm(total=len(todo), desc="Embedding", unit="chunk", disable=_disabled(progress, len(todo))) as bar:
         for start in range(0, len(todo), EMBED_BATCH):
             batch = todo[start : start + EMBED_BATCH]
-            vectors = embedder.embed([texts[rows_of[key][0]] for key in batch])
+            batch_texts = [texts[rows_of[key][0]] for key in batch]
+            if signs is None:
+                vectors = embedder.embed(batch_texts)
+            else:
+                vectors, tokens = embed_with_tokens(embedder, batch_texts)  # type: ignore[arg-type]
+                bits = [pack_signs(t) for t in tokens]
+                for key, packed in zip(batch, bits, strict=True):
+                    for row in rows_of[key]:
+                        signs[row] = packed
+                if cache is not None:
+                    cache.put_many_signs(zip(batch, bits, strict=True))
             for key, vector in zip(batch, vectors, strict=True):
                 out[rows_of[key]] = vector
             if cache is not None:

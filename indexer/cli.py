@@ -53,12 +53,15 @@ def cmd_index(args: argparse.Namespace) -> int:
     require_directory_or_new(args.index_dir, "--index-dir")
     logging.getLogger("indexer.corpus").setLevel(logging.WARNING)
     if args.engine == "ray":
+        if args.late_interaction:
+            raise NewsdeskError("--late-interaction is not available with the Ray engine; use --engine local.")
         result = _ray_index(args, corpus)
     else:
         given = [flag for flag, dest in RAY_FLAGS.items() if getattr(args, dest) is not None]
         if given:
             raise NewsdeskError(f"{', '.join(given)} only apply to the Ray engine; add --engine ray.")
-        result = index_corpus(corpus, Path(args.index_dir), _embedder(args), say=_say, rebuild=args.rebuild)
+        result = index_corpus(corpus, Path(args.index_dir), _embedder(args), say=_say, rebuild=args.rebuild,
+                              late_interaction=args.late_interaction)
     report = result.report
     print(
         f"Indexed {result.articles} articles as {result.chunks} chunks in {result.seconds:.1f}s "
@@ -199,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embedder", choices=["auto", "onnx", "st"], help=embedder_help)
     p.add_argument("--rebuild", action="store_true",
                    help="build even when the published index is up to date with the corpus and settings")
+    p.add_argument("--late-interaction", action="store_true",
+                   help="also store each chunk's token vectors (sign bits, ~48 bytes a token), so hybrid search "
+                        "re-scores its top 20 passages by late interaction for about a millisecond")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: this process; ray: a Ray Data pipeline (needs pip install 'newsdesk[distributed]')")
     p.add_argument("--ray-address", help="Ray cluster, e.g. auto or ray://HOST:10001 (default: start a local one)")

@@ -7,7 +7,8 @@ at most the batch in flight and never leaves a half-written vector; the next bui
 reuses everything committed before the crash.
 
 The backend is part of the key: int8 and fp32 vectors of one model differ slightly, and
-an index should hold vectors from one backend only.
+an index should hold vectors from one backend only. An index that stores token vectors for
+late interaction (their sign bits, indexer/late_interaction.py) caches them the same way.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ CREATE TABLE IF NOT EXISTS vectors (
     vector BLOB NOT NULL,
     PRIMARY KEY (embedder, text_sha256)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS token_signs (
+    embedder TEXT NOT NULL,
+    text_sha256 BLOB NOT NULL,
+    signs BLOB NOT NULL,
+    PRIMARY KEY (embedder, text_sha256)
+) WITHOUT ROWID;
 """
 
 
@@ -46,7 +53,7 @@ def embedder_key(embedder: Embedder) -> str:
 
 
 class EmbeddingCache:
-    """A persistent map from (embedder, text hash) to a float32 vector."""
+    """A persistent map from (embedder, text hash) to a float32 vector (and, for late interaction, token sign bits)."""
 
     def __init__(self, path: Path, embedder: Embedder) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,19 +76,28 @@ class EmbeddingCache:
     def get_many(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
         """The cached vectors among `keys`."""
         found: dict[bytes, np.ndarray] = {}
+        for key, blob in self._select("SELECT text_sha256, vector FROM vectors", keys):
+            vector = np.frombuffer(blob, dtype=np.float32)
+            if vector.size == self.dimension:
+                found[key] = vector
+        return found
+
+    def get_many_signs(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
+        """The cached token sign bits ([tokens, dimension / 8] uint8) among `keys`."""
+        width = (self.dimension + 7) // 8
+        found: dict[bytes, np.ndarray] = {}
+        for key, blob in self._select("SELECT text_sha256, signs FROM token_signs", keys):
+            if len(blob) % width == 0:
+                found[key] = np.frombuffer(blob, dtype=np.uint8).reshape(-1, width)
+        return found
+
+    def _select(self, query: str, keys: Sequence[bytes]) -> Iterable[tuple[bytes, bytes]]:
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), _LOOKUP_BATCH):
             batch = unique[start : start + _LOOKUP_BATCH]
             marks = ",".join("?" * len(batch))
-            rows = self._db.execute(
-                f"SELECT text_sha256, vector FROM vectors WHERE embedder = ? AND text_sha256 IN ({marks})",
-                [self.embedder, *batch],
-            )
-            for key, blob in rows:
-                vector = np.frombuffer(blob, dtype=np.float32)
-                if vector.size == self.dimension:
-                    found[key] = vector
-        return found
+            where = f" WHERE embedder = ? AND text_sha256 IN ({marks})"
+            yield from self._db.execute(query + where, [self.embedder, *batch])
 
     def put_many(self, items: Iterable[tuple[bytes, np.ndarray]]) -> None:
         """Store vectors in one transaction (all or nothing)."""
@@ -89,6 +105,14 @@ class EmbeddingCache:
             self._db.executemany(
                 "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
                 ((self.embedder, key, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for key, v in items),
+            )
+
+    def put_many_signs(self, items: Iterable[tuple[bytes, np.ndarray]]) -> None:
+        """Store token sign bits in one transaction (all or nothing)."""
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO token_signs VALUES (?, ?, ?)",
+                ((self.embedder, key, np.ascontiguousarray(bits, dtype=np.uint8).tobytes()) for key, bits in items),
             )
 
     def keep_only(self, keys: Iterable[bytes]) -> int:
@@ -100,6 +124,9 @@ class EmbeddingCache:
             removed = self._db.execute(
                 "DELETE FROM vectors WHERE (embedder, text_sha256) NOT IN (SELECT embedder, text_sha256 FROM keep)"
             ).rowcount
+            self._db.execute(
+                "DELETE FROM token_signs WHERE (embedder, text_sha256) NOT IN (SELECT embedder, text_sha256 FROM keep)"
+            )
             self._db.execute("DELETE FROM keep")
         return removed
 

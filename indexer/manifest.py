@@ -41,6 +41,9 @@ class Manifest:
     # The dense index's parameters and size: bytes per chunk on disk (mapped, not copied, when
     # served) and the vectors the writer held at once; see indexer/vector_index.py. Empty in version 1.
     vector_index: dict[str, object] = field(default_factory=dict)
+    # Token vectors stored for late interaction (`newsdesk index --late-interaction`): their format,
+    # count and bytes (indexer/late_interaction.py). Empty when the index stores none.
+    late_interaction: dict[str, object] = field(default_factory=dict)
 
     def write(self, directory: Path) -> None:
         path = directory / MANIFEST_NAME

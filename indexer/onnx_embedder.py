@@ -279,9 +279,13 @@ def _pad(batch: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _run(session, batch: Sequence[Sequence[int]], output: str = "embedding") -> np.ndarray:  # type: ignore[no-untyped-def]
+    return _run_outputs(session, batch, (output,))[0]
+
+
+def _run_outputs(session, batch: Sequence[Sequence[int]], outputs: Sequence[str]) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
     ids, mask = _pad(batch)
     feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-    return np.asarray(session.run([output], feed)[0], dtype=np.float32)
+    return [np.asarray(out, dtype=np.float32) for out in session.run(list(outputs), feed)]
 
 
 class OnnxEmbedder:
@@ -330,21 +334,36 @@ class OnnxEmbedder:
         self.warm_up()
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        return self._embed(texts, with_tokens=False)[0]
+
+    def embed_with_tokens(self, texts: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """`embed` and `embed_tokens` from one model run (an index that stores token vectors is built so)."""
+        self.warm_up()
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32), []
+        return self._embed(texts, with_tokens=True)
+
+    def _embed(self, texts: Sequence[str], with_tokens: bool) -> tuple[np.ndarray, list[np.ndarray]]:
         tokens = [e.ids for e in self._tokenizer.encode_batch(list(texts))]  # type: ignore[union-attr]
         order = np.argsort([len(t) for t in tokens], kind="stable")
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        outputs = ("embedding", "tokens") if with_tokens else ("embedding",)
 
-        def run(rows: np.ndarray) -> np.ndarray:
-            return _run(self._session, [tokens[r] for r in rows])
+        def run(rows: np.ndarray) -> list[np.ndarray]:
+            return _run_outputs(self._session, [tokens[r] for r in rows], outputs)
 
         if self._pool is not None and len(batches) > 1:
             results = list(self._pool.map(run, batches))
         else:
             results = [run(rows) for rows in batches]
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for rows, vectors in zip(batches, results, strict=True):
-            out[rows] = vectors
-        return out
+        token_vectors: list[np.ndarray] = [np.zeros((0, self.dimension), dtype=np.float32)] * len(texts)
+        for rows, result in zip(batches, results, strict=True):
+            out[rows] = result[0]
+            if with_tokens:
+                for j, row in enumerate(rows.tolist()):
+                    token_vectors[row] = normalise_rows(result[1][j, 1 : len(tokens[row]) - 1])
+        return out, token_vectors
 
     def embed_tokens(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Each text's token vectors ([CLS] and [SEP] left out), L2-normalised; one batch, this thread."""

@@ -7,6 +7,7 @@ import re
 import threading
 import unicodedata
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date
 from pathlib import Path
@@ -20,7 +21,7 @@ from indexer.chunking import ChunkerConfig, embedding_text
 from indexer.corpus import Article
 from indexer.embedding import Embedder
 from indexer.errors import CorruptIndex, InvalidQuery
-from indexer.late_interaction import TokenEmbedder, maxsim
+from indexer.late_interaction import TokenEmbedder, TokenSigns, maxsim
 from indexer.lexical import LexicalIndex
 from indexer.manifest import LEXICAL_DIR, STORE_NAME, VECTORS_NAME, Manifest
 from indexer.publish import current_build
@@ -57,9 +58,10 @@ class SearchConfig:
     alpha: float = 0.5  # "convex" and "zscore": weight of the dense side
     depth: int = 100  # candidates taken from each side before fusion
     # "additive" only: the fused top `late_depth` passages gain late_weight * MaxSim of the
-    # model's token vectors (indexer/late_interaction.py). Off by default (late_depth 0): at
-    # LATE_DEPTH it added +0.007 / +0.009 nDCG@10 on SciFact / RealTimeQA test and cost 20-80x the
-    # latency (re-encoding 20 passages per query on the CPU); eval/README.md, "Late interaction".
+    # model's token vectors (indexer/late_interaction.py). At LATE_DEPTH it added +0.007 / +0.009
+    # nDCG@10 on SciFact / RealTimeQA test (eval/README.md, "Late interaction"). Off here (0);
+    # `SearchIndex.load` without a config turns it on for an index that stores token vectors,
+    # where it costs about a millisecond (re-encoding the passages instead costs 0.16-0.65 s).
     late_depth: int = 0
     late_weight: float = 0.75
 
@@ -81,6 +83,11 @@ class SearchConfig:
     def late_interaction(self) -> bool:
         """Whether hybrid search re-scores its top passages with token vectors."""
         return self.fusion == "additive" and self.late_depth > 0 and self.late_weight > 0
+
+
+def default_config(manifest: Manifest) -> SearchConfig:
+    """The defaults, with late interaction on for an index built to store token vectors for it."""
+    return SearchConfig(late_depth=LATE_DEPTH if manifest.late_interaction else 0)
 
 
 # C0 controls other than tab and line breaks, DEL, and C1 controls other than NEL (a line break).
@@ -162,8 +169,10 @@ class SearchIndex:
         lexical: LexicalIndex,
         embedder: Embedder,
         config: SearchConfig,
+        token_signs: TokenSigns | None = None,
     ) -> None:
         self.path = path
+        self.token_signs = token_signs  # the chunks' stored token vectors (late interaction), if any
         self.manifest = manifest
         self.store = store
         self.vectors = vectors
@@ -196,11 +205,12 @@ class SearchIndex:
             lexical = LexicalIndex.load(build / LEXICAL_DIR, store.chunk_count)
         except (OSError, ValueError, KeyError) as exc:
             raise CorruptIndex(f"{build / LEXICAL_DIR} cannot be read ({exc}); rebuild the index.") from None
-        config = config or SearchConfig()
+        signs = TokenSigns(build, store.chunk_count, manifest.dimension) if manifest.late_interaction else None
+        config = config or default_config(manifest)
         if config.late_interaction and not isinstance(embedder, TokenEmbedder):
             log.warning("Late interaction is on but %s gives no token vectors; hybrid search runs without it.",
                         type(embedder).__name__)
-        return cls(build, manifest, store, vectors, lexical, embedder, config)
+        return cls(build, manifest, store, vectors, lexical, embedder, config, signs)
 
     @property
     def index_id(self) -> str:
@@ -271,17 +281,25 @@ class SearchIndex:
 
     def embed_query(self, query: str) -> np.ndarray:
         """The query's vector, from a small LRU cache when it was asked before."""
+        return self._cached(query, lambda: self.embedder.embed([query])[0])
+
+    def _query_tokens(self, query: str) -> np.ndarray:
+        """The query's token vectors (late interaction), cached like its vector."""
+        key = f"\0tokens\0{query}"  # no query holds NUL: validate_query refuses control characters
+        return self._cached(key, lambda: self.embedder.embed_tokens([query])[0])  # type: ignore[attr-defined]
+
+    def _cached(self, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
         with self._cache_lock:
-            cached = self._query_cache.get(query)
+            cached = self._query_cache.get(key)
             if cached is not None:
-                self._query_cache.move_to_end(query)
+                self._query_cache.move_to_end(key)
                 return cached
-        vector = self.embedder.embed([query])[0]
+        value = compute()
         with self._cache_lock:
-            self._query_cache[query] = vector
+            self._query_cache[key] = value
             if len(self._query_cache) > 1024:
                 self._query_cache.popitem(last=False)
-        return vector
+        return value
 
     def _dense(self, query: str, depth: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         n = self.vectors.ntotal
@@ -344,10 +362,14 @@ class SearchIndex:
         head = positions[: config.late_depth]
         if head.size == 0:
             return positions, scores
-        rows = self.store.chunks(head.tolist())
-        texts = [embedding_text(row.title, row.text, self._chunker) for row in rows]
-        tokens = self.embedder.embed_tokens([query, *texts])  # type: ignore[attr-defined]
-        late = np.maximum(maxsim(tokens[0], tokens[1:]), 0.0)
+        if self.token_signs is not None:  # stored: read the passages' bits, encode only the query
+            passages = self.token_signs.passages(head.tolist())
+            query_tokens = self._query_tokens(query)
+        else:  # encoded again, the query in the same call
+            rows = self.store.chunks(head.tolist())
+            texts = [embedding_text(row.title, row.text, self._chunker) for row in rows]
+            query_tokens, *passages = self.embedder.embed_tokens([query, *texts])  # type: ignore[attr-defined]
+        late = np.maximum(maxsim(query_tokens, passages), 0.0)
         rescored = scores[: head.size].astype(np.float64) + config.late_weight * late
         order = np.argsort(-rescored, kind="stable")
         return (

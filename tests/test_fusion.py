@@ -115,7 +115,8 @@ def test_weight_one_is_the_dense_order_and_zero_the_lexical_order(index_root: Pa
 def test_defaults_are_the_ablation_winner():
     config = SearchConfig()
     assert (config.fusion, config.lexical_weight) == ("additive", 1.0)
-    assert config.late_depth == 0 and not config.late_interaction  # opt-in: its latency cost (eval/README.md)
+    # Opt-in: re-encoding costs latency; an index built with stored token vectors turns it on at load.
+    assert config.late_depth == 0 and not config.late_interaction
 
 
 def test_late_interaction_rescores_the_fused_top_passages_by_maxsim(index_root: Path):
@@ -219,12 +220,13 @@ def test_a_call_can_override_the_fusion_and_the_answer_path_keeps_its_calibrated
     assert [h.chunk_id for h in answer.passages] == [h.chunk_id for h in overridden]
 
 
-def test_the_service_setting_defaults_to_the_search_default_and_turns_late_interaction_on(index_root: Path):
+def test_the_service_setting_follows_the_index_unless_set_and_turns_late_interaction_on(index_root: Path):
     from api.reload import load_checked, search_config
     from api.settings import Settings
 
-    assert Settings().late_interaction_depth == SearchConfig().late_depth
-    assert not search_config(Settings()).late_interaction
+    assert Settings().late_interaction_depth is None and search_config(Settings()) is None  # the index decides
+    assert not load_checked(index_root, FakeEmbedder(), None).config.late_interaction  # it stores no token vectors
+    assert search_config(Settings(late_interaction_depth=0)) == SearchConfig()
     on = search_config(Settings(late_interaction_depth=3))
     assert on.late_interaction and on.late_depth == 3
     served = load_checked(index_root, FakeEmbedder(), on)

@@ -110,6 +110,32 @@ def test_token_vectors_of_both_backends_agree_and_pool_to_the_sentence_vector(on
     assert onnx_embedder.embed_tokens([]) == [] and real_embedder.embed_tokens([]) == []
 
 
+def test_one_onnx_run_gives_the_vectors_and_the_token_vectors(onnx_embedder):
+    texts = ["Which company did Daimler team up with for Denza?", "Xiaomi electric car talks " * 20, "cars"]
+    vectors, tokens = onnx_embedder.embed_with_tokens(texts)
+    np.testing.assert_array_equal(vectors, onnx_embedder.embed(texts))  # the same batches: the same vectors
+    for mine, alone in zip(tokens, onnx_embedder.embed_tokens(texts), strict=True):
+        assert mine.shape == alone.shape
+        assert (mine * alone).sum(axis=1).mean() >= 0.98  # int8 scales each batch: another batch, nearly the same
+    empty = onnx_embedder.embed_with_tokens([])
+    assert empty[0].shape == (0, 384) and empty[1] == []
+
+
+def test_a_late_interaction_index_of_the_real_model_answers(tmp_path: Path, onnx_embedder):
+    from indexer.build import build_index
+    from indexer.corpus import load_corpus
+    from indexer.search import SearchConfig
+
+    build_index(load_corpus(REPO / "corpus")[0], tmp_path, onnx_embedder, progress=False, late_interaction=True)
+    index = SearchIndex.load(tmp_path, onnx_embedder)
+    assert index.config.late_interaction and index.manifest.late_interaction["tokens"] > 1000
+    hits = index.search("Which company did Daimler team up with for Denza?", k=3)
+    assert hits[0].citation.article_id == DAIMLER
+    plain = SearchIndex.load(tmp_path, onnx_embedder, SearchConfig()).search(
+        "Which company did Daimler team up with for Denza?", k=3)
+    assert hits[0].score > plain[0].score  # the MaxSim share is added on top of the fused score
+
+
 def test_onnx_index_answers_like_the_reference(tmp_path: Path, onnx_embedder, real_index: SearchIndex):
     from indexer.build import build_index
     from indexer.corpus import load_corpus

@@ -34,3 +34,32 @@ def test_normalise_rows_keeps_a_zero_row_zero():
     out = normalise_rows(np.array([[3.0, 4.0], [0.0, 0.0]]))
     np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 0.0]])
     assert out.dtype == np.float32
+
+
+def test_sign_bits_round_trip_to_unit_sign_vectors():
+    from indexer.late_interaction import pack_signs, unpack_signs
+
+    rng = np.random.default_rng(0)
+    for dimension in (384, 64, 13):  # 13: the last byte is part padding
+        tokens = rng.standard_normal((5, dimension)).astype(np.float32)
+        bits = pack_signs(tokens)
+        assert bits.dtype == np.uint8 and bits.shape == (5, (dimension + 7) // 8)
+        back = unpack_signs(bits, dimension)
+        np.testing.assert_allclose(back, np.where(tokens > 0, 1.0, -1.0) / np.sqrt(dimension), rtol=1e-6)
+        np.testing.assert_allclose(np.linalg.norm(back, axis=1), 1.0, rtol=1e-6)
+
+
+def test_maxsim_against_sign_vectors_keeps_the_float_order():
+    """Stored bits are compared with the query's float vectors: a passage holding near copies of the
+    query's tokens still beats one that holds only some of them, and one that holds none."""
+    from indexer.late_interaction import pack_signs, unpack_signs
+
+    rng = np.random.default_rng(1)
+    query = normalise_rows(rng.standard_normal((6, 384)))
+    noise = normalise_rows(rng.standard_normal((40, 384)))
+    near = normalise_rows(query + 0.5 * rng.standard_normal(query.shape) / np.sqrt(384))
+    passages = [np.vstack([noise[:20], near]), np.vstack([noise[20:], near[:2]]), noise]
+    exact = maxsim(query, passages)
+    signed = maxsim(query, [unpack_signs(pack_signs(p), 384) for p in passages])
+    assert exact[0] > exact[1] > exact[2] and signed[0] > signed[1] > signed[2]
+    assert signed[0] == pytest.approx(np.sqrt(2 / np.pi), abs=0.1)  # E|x| of a unit Gaussian's coordinates

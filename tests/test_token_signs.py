@@ -1,0 +1,141 @@
+"""An index that stores its chunks' token vectors (sign bits) for late interaction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.build import build_index, index_corpus
+from indexer.chunking import embedding_text
+from indexer.corpus import load_corpus
+from indexer.embedding import FakeEmbedder
+from indexer.errors import CorruptIndex, NewsdeskError
+from indexer.late_interaction import SIGNS_NAME, maxsim, pack_signs, unpack_signs
+from indexer.publish import current_build
+from indexer.search import LATE_DEPTH, SearchConfig, SearchIndex
+from tests.conftest import SEED_CORPUS
+
+QUERY = "Xiaomi electric car license Beijing"
+
+
+@pytest.fixture(scope="module")
+def late_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("late")
+    build_index(load_corpus(SEED_CORPUS)[0], root, FakeEmbedder(), progress=False, late_interaction=True)
+    return root
+
+
+def _chunk_texts(index: SearchIndex) -> list[str]:
+    rows = index.store.chunks(list(range(index.vectors.ntotal)))
+    return [embedding_text(row.title, row.text, index._chunker) for row in rows]
+
+
+def test_the_index_stores_every_chunks_token_sign_bits(late_root: Path):
+    embedder = FakeEmbedder()
+    index = SearchIndex.load(late_root, embedder)
+    tokens = embedder.embed_tokens(_chunk_texts(index))
+    figures = index.manifest.late_interaction
+    assert figures["format"] == "sign-bits-v1"
+    assert figures["tokens"] == sum(len(t) for t in tokens) > index.vectors.ntotal
+    assert figures["bytes"] == figures["tokens"] * embedder.dimension // 8
+    stored = index.token_signs.passages(range(index.vectors.ntotal))
+    for chunk, expected in zip(stored, tokens, strict=True):
+        np.testing.assert_array_equal(chunk, unpack_signs(pack_signs(expected), embedder.dimension))
+
+
+def test_an_index_with_token_vectors_searches_with_late_interaction_by_default(late_root: Path, index_dir: Path):
+    embedder = FakeEmbedder()
+    index = SearchIndex.load(late_root, embedder)
+    assert index.config == SearchConfig(late_depth=LATE_DEPTH)
+    assert SearchIndex.load(index_dir, embedder).config == SearchConfig()  # no token vectors: off
+    plain = SearchIndex.load(late_root, embedder, SearchConfig())  # an explicit config wins
+    n = plain.vectors.ntotal
+    fused_pos, fused = plain.rank(QUERY, n, "hybrid")
+    positions, scores = index.rank(QUERY, n, "hybrid")
+    head = fused_pos[:LATE_DEPTH]
+    signs = [unpack_signs(pack_signs(t), embedder.dimension) for t in embedder.embed_tokens(_chunk_texts(plain))]
+    late = np.maximum(maxsim(embedder.embed_tokens([QUERY])[0], [signs[p] for p in head.tolist()]), 0.0)
+    expected = dict(zip(head.tolist(), (fused[: head.size] + 0.75 * late).tolist(), strict=True))
+    assert sorted(positions[: head.size].tolist()) == sorted(head.tolist())
+    np.testing.assert_allclose(scores[: head.size], [expected[p] for p in positions[: head.size].tolist()], rtol=1e-5)
+    assert positions[head.size :].tolist() == fused_pos[head.size :].tolist()
+    assert not np.allclose(scores[: head.size], np.sort(fused[: head.size])[::-1])  # MaxSim was added
+    hits = index.search(QUERY, k=5)
+    assert [h.chunk_id for h in hits] == [index.store.chunks([p])[0].chunk_id for p in positions[:5].tolist()]
+
+
+def test_stored_token_vectors_are_read_not_encoded(late_root: Path):
+    class Counting(FakeEmbedder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.token_texts = 0
+
+        def embed_tokens(self, texts):  # type: ignore[no-untyped-def]
+            self.token_texts += len(texts)
+            return super().embed_tokens(texts)
+
+    embedder = Counting()
+    index = SearchIndex.load(late_root, embedder)
+    index.search(QUERY, k=5)
+    index.search(QUERY, k=3)  # the query's token vectors are cached like its vector
+    assert embedder.token_texts == 1
+
+
+def test_rebuilding_reuses_cached_token_vectors_and_a_plain_index_is_not_taken_for_one(tmp_path: Path):
+    embedder = FakeEmbedder()
+    root = tmp_path / "idx"
+    plain = index_corpus(SEED_CORPUS, root, embedder, progress=False)
+    assert plain.embedded == plain.chunks
+    late = index_corpus(SEED_CORPUS, root, embedder, progress=False, late_interaction=True)
+    assert late.index_id != plain.index_id  # the plain index is not up to date with a late-interaction build
+    assert late.embedded == late.chunks  # cached vectors without token bits are embedded again
+    before = np.load(late.path / SIGNS_NAME)
+    again = index_corpus(SEED_CORPUS, root, embedder, progress=False, late_interaction=True)
+    assert again.index_id == late.index_id and again.embedded == 0
+    forced = index_corpus(SEED_CORPUS, root, embedder, progress=False, late_interaction=True, rebuild=True)
+    assert forced.embedded == 0 and forced.index_id != late.index_id  # all from the cache, bits included
+    np.testing.assert_array_equal(np.load(forced.path / SIGNS_NAME), before)
+    assert SearchIndex.load(root, embedder).search(QUERY, k=3)
+    back = index_corpus(SEED_CORPUS, root, embedder, progress=False)
+    assert not back.path.joinpath(SIGNS_NAME).exists() and back.embedded == 0
+
+
+def test_an_embedder_without_token_vectors_cannot_build_one(tmp_path: Path):
+    class PooledOnly:
+        model_id, dimension = "fake/pooled", 8
+
+        def embed(self, texts):  # type: ignore[no-untyped-def]
+            return np.ones((len(texts), 8), dtype=np.float32)
+
+    with pytest.raises(NewsdeskError, match="gives no token vectors"):
+        build_index(load_corpus(SEED_CORPUS)[0], tmp_path, PooledOnly(), progress=False, late_interaction=True)
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "other-width"])
+def test_damaged_token_vectors_are_refused_with_rebuild(tmp_path: Path, damage: str):
+    root = tmp_path / "idx"
+    build_index(load_corpus(SEED_CORPUS)[0], root, FakeEmbedder(), progress=False, late_interaction=True)
+    path = current_build(root) / SIGNS_NAME
+    if damage == "missing":
+        path.unlink()
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+    else:
+        np.save(path, np.zeros((10, 3), dtype=np.uint8))
+    with pytest.raises(CorruptIndex, match="rebuild"):
+        SearchIndex.load(root, FakeEmbedder())
+
+
+def test_a_write_through_the_api_keeps_the_token_vectors(tmp_path: Path):
+    from api.rebuild import Change, apply_change
+    from indexer.corpus import Article
+
+    root = tmp_path / "idx"
+    build_index(load_corpus(SEED_CORPUS)[0], root, FakeEmbedder(), progress=False, late_interaction=True)
+    article = Article("new-1", "Harbour budget", "The council voted on the harbour budget.")
+    apply_change(root, FakeEmbedder(), Change(upserts=[article], deletes=[]))
+    index = SearchIndex.load(root, FakeEmbedder())
+    assert index.manifest.late_interaction["tokens"] > 0 and index.config.late_interaction
+    assert index.search("harbour budget", k=1)[0].citation.article_id == "new-1"
