@@ -31,7 +31,7 @@ from indexer.errors import NewsdeskError
 from indexer.late_interaction import TokenEmbedder
 from indexer.manifest import Manifest
 from indexer.publish import current_build, current_id
-from indexer.search import LATE_DEPTH, MODES, SearchConfig, SearchIndex
+from indexer.search import LATE_DEPTH, MODES, SearchConfig, SearchIndex, default_config
 
 DEPTH = 100  # documents retrieved per query: enough for recall@100
 QUERY_BATCH = 64
@@ -170,10 +170,11 @@ def ensure_index(
     rebuild: bool = False,
     progress: bool = True,
     say: Callable[[str], None] = lambda _: None,
+    late_interaction: bool = False,
 ) -> IndexStats:
     """Build the dataset's index under `root`, or reuse the one there if it indexes the same corpus the same way."""
     if not rebuild:
-        reused = _reusable(dataset, root, embedder)
+        reused = _reusable(dataset, root, embedder, late_interaction)
         if reused is not None:
             say(f"Reusing index {reused.index_id} at {root} (pass --rebuild to build it again)")
             return reused
@@ -183,14 +184,15 @@ def ensure_index(
             "corpus or settings; give the benchmark its own --index-dir, or pass --rebuild to replace that index."
         )
     # No embedding cache: a benchmark build times embedding every chunk, as a first build does.
-    result = build_index(dataset.documents, root, embedder, progress=progress, say=say, cache=False)
+    result = build_index(dataset.documents, root, embedder, progress=progress, say=say, cache=False,
+                         late_interaction=late_interaction)
     stats = IndexStats(result.index_id, result.articles, result.chunks, result.seconds, peak_rss_mb(), False)
     (root / BUILD_STATS).write_text(json.dumps(asdict(stats), indent=2) + "\n", encoding="utf-8")
     return stats
 
 
-def _reusable(dataset: BeirDataset, root: Path, embedder: Embedder) -> IndexStats | None:
-    manifest = published_match(root, dataset.documents, embedder)
+def _reusable(dataset: BeirDataset, root: Path, embedder: Embedder, late_interaction: bool) -> IndexStats | None:
+    manifest = published_match(root, dataset.documents, embedder, late_interaction=late_interaction)
     if manifest is None:
         return None
     stats = IndexStats(manifest.index_id, manifest.counts["articles"], manifest.counts["chunks"], None, None, True)
@@ -287,12 +289,18 @@ def run_bench(
     say: Callable[[str], None] = lambda _: None,
     latency_queries: int = 100,
     per_query: bool = False,
+    late_interaction: bool = False,
 ) -> dict[str, object]:
-    """Index (or reuse), run every mode, and return the report as a JSON-ready dict."""
+    """Index (or reuse), run every mode, and return the report as a JSON-ready dict.
+
+    With `late_interaction` the index stores token vectors, and the default hybrid run searches
+    with late interaction as the service then does.
+    """
     with tempfile.TemporaryDirectory(prefix="newsdesk-bench-") as scratch:
         root = index_dir if index_dir is not None else Path(scratch) / "index"
-        stats = ensure_index(dataset, root, embedder, rebuild, progress, say)
+        stats = ensure_index(dataset, root, embedder, rebuild, progress, say, late_interaction)
         manifest = Manifest.read(current_build(root))
+        runs = [replace(run, config=default_config(manifest)) if run.config == SearchConfig() else run for run in runs]
         results: dict[str, dict[str, object]] = {}
         runs_settings: dict[str, dict[str, object]] = {}
         vectors = CachedQueryEmbedder(embedder)
@@ -316,6 +324,7 @@ def run_bench(
             "chunker": manifest.chunker,
             "lexical": manifest.lexical,
             "faiss": manifest.faiss_factory,
+            "token_vectors": manifest.late_interaction or None,
             "document_score": "best chunk",
             "depth": DEPTH,
             "runs": runs_settings,

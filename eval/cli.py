@@ -82,6 +82,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         say=_say,
         latency_queries=args.latency_queries,
         per_query=args.per_query,
+        late_interaction=args.late_interaction,
     )
     out = Path(args.out) if args.out else RESULTS_DIR / dataset.name
     paths = write_bench_report(report, out)
@@ -210,6 +211,9 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--latency-queries", type=_count, default=100, help="queries timed one by one (0: all)")
     p.add_argument("--embedder", choices=EMBEDDERS, help=EMBEDDER_HELP)
     p.add_argument("--per-query", action="store_true", help="also record each query's nDCG@10 (paired comparisons)")
+    p.add_argument("--late-interaction", action="store_true",
+                   help="build the index with stored token vectors (`newsdesk index --late-interaction`); "
+                        "the default hybrid then re-scores its top passages by late interaction")
     p.add_argument("--out", help="report directory (default: eval/results/<dataset name>)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")

@@ -126,6 +126,7 @@ def bench_markdown(report: dict) -> str:
         f"FAISS `{settings['faiss']}`",
         f"- chunker {_kv(settings['chunker'])}",
         f"- BM25 {_kv(settings['lexical'])}; a document scores as its best chunk",
+        *_token_vectors(settings.get("token_vectors")),
         "- runs: " + "; ".join(f"{label}: {_kv(s)}" for label, s in settings["runs"].items()),
     ]
     published = PUBLISHED.get(report["dataset"])
@@ -276,6 +277,14 @@ def describe_fusion(config: dict) -> str:
     if name == "rrf":
         return f"rrf (depth {depth})"
     return f"{name} (dense weight {config['alpha']:g}, depth {depth})"
+
+
+def _token_vectors(stored: dict | None) -> list[str]:
+    """The report line on an index's stored token vectors (late interaction); none when it stores none."""
+    if not stored:
+        return []
+    return [f"- token vectors stored for late interaction: {stored['tokens']:,} tokens as {stored['format']}, "
+            f"{stored['bytes'] / 1e6:.1f} MB"]
 
 
 def _kv(settings: dict) -> str:
