@@ -84,10 +84,10 @@ class Settings(BaseSettings):
             return DEFAULT_INDEX_DIR
         return value
 
-    @field_validator("api_key", "read_api_key", mode="before")
+    @field_validator("api_key", "read_api_key", "late_interaction_depth", mode="before")
     @classmethod
     def _empty_key_is_none(cls, value: object) -> object:
-        """NEWSDESK_API_KEY= (empty) means no key, as if it were unset."""
+        """NEWSDESK_API_KEY= (empty) means no key, NEWSDESK_LATE_INTERACTION_DEPTH= the index's choice: as if unset."""
         if isinstance(value, str) and not value.strip():
             return None
         return value

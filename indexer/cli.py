@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="build even when the published index is up to date with the corpus and settings")
     p.add_argument("--late-interaction", action="store_true",
                    help="also store each chunk's token vectors (sign bits, ~48 bytes a token), so hybrid search "
-                        "re-scores its top 20 passages by late interaction for about a millisecond")
+                        "re-scores its top 20 passages by late interaction for a few milliseconds a search")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: this process; ray: a Ray Data pipeline (needs pip install 'newsdesk[distributed]')")
     p.add_argument("--ray-address", help="Ray cluster, e.g. auto or ray://HOST:10001 (default: start a local one)")

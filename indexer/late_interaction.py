@@ -13,10 +13,11 @@ stems nor the single averaged cosine gives. Each of the hybrid's top passages ga
 The passages' token vectors come from one of two places:
 
 - an index built with `newsdesk index --late-interaction` stores them, one sign bit per
-  dimension (48 bytes a token, `TokenSigns`): a search reads its top passages' bits and costs
-  about a millisecond more. MaxSim against sign vectors keeps nearly all of the gain (SciFact
-  train +0.0086 of +0.0093, RealTimeQA dev level, as with float vectors), where product
-  quantisation at 64 bytes kept less (+0.0068);
+  dimension (48 bytes a token, `TokenSigns`): a search reads its top passages' bits and takes
+  the query's token vectors from the model run that gives its vector (a few ms more a
+  search). MaxSim against sign vectors keeps nearly all of the gain (SciFact train +0.0086
+  of +0.0093, RealTimeQA dev level, as with float vectors), where product quantisation at
+  64 bytes kept less (+0.0068);
 - otherwise the top passages are encoded again at query time (0.16-0.65 s on 2 cores).
 """
 

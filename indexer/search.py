@@ -61,7 +61,7 @@ class SearchConfig:
     # model's token vectors (indexer/late_interaction.py). At LATE_DEPTH it added +0.007 / +0.009
     # nDCG@10 on SciFact / RealTimeQA test (eval/README.md, "Late interaction"). Off here (0);
     # `SearchIndex.load` without a config turns it on for an index that stores token vectors,
-    # where it costs about a millisecond (re-encoding the passages instead costs 0.16-0.65 s).
+    # where it costs a few milliseconds a search (re-encoding the passages instead: 0.16-0.65 s).
     late_depth: int = 0
     late_weight: float = 0.75
 
@@ -83,6 +83,11 @@ class SearchConfig:
     def late_interaction(self) -> bool:
         """Whether hybrid search re-scores its top passages with token vectors."""
         return self.fusion == "additive" and self.late_depth > 0 and self.late_weight > 0
+
+
+def _tokens_key(query: str) -> str:
+    """The query-cache key of a query's token vectors (no query holds NUL: validate_query refuses it)."""
+    return f"\0tokens\0{query}"
 
 
 def default_config(manifest: Manifest) -> SearchConfig:
@@ -267,12 +272,14 @@ class SearchIndex:
         depth = max(depth or config.depth, k)
         if mode == "lexical":
             return _top(self._lexical_scores(query, mask), k, positive=True)
+        late = mode == "hybrid" and config.late_interaction and isinstance(self.embedder, TokenEmbedder)
+        if late and self.token_signs is not None:
+            self._embed_query_with_tokens(query)  # one model run for the vector and the token vectors
         dense_pos, dense_scores = self._dense(query, depth, mask)
         if mode == "dense":
             return dense_pos[:k], dense_scores[:k]
         lexical_all = self._lexical_scores(query, mask)
         lexical_pos, _ = _top(lexical_all, depth, positive=True)
-        late = config.late_interaction and isinstance(self.embedder, TokenEmbedder)
         wanted = max(k, config.late_depth) if late else k
         positions, scores = self._fuse(query, dense_pos, dense_scores, lexical_pos, lexical_all, wanted, config)
         if late:
@@ -285,8 +292,18 @@ class SearchIndex:
 
     def _query_tokens(self, query: str) -> np.ndarray:
         """The query's token vectors (late interaction), cached like its vector."""
-        key = f"\0tokens\0{query}"  # no query holds NUL: validate_query refuses control characters
-        return self._cached(key, lambda: self.embedder.embed_tokens([query])[0])  # type: ignore[attr-defined]
+        return self._cached(_tokens_key(query), lambda: self.embedder.embed_tokens([query])[0])  # type: ignore[attr-defined]
+
+    def _embed_query_with_tokens(self, query: str) -> None:
+        """Cache the query's vector and token vectors from one model run, where the embedder offers one."""
+        both = getattr(self.embedder, "embed_with_tokens", None)
+        with self._cache_lock:
+            done = query in self._query_cache and _tokens_key(query) in self._query_cache
+        if both is None or done:
+            return
+        vectors, tokens = both([query])
+        self._remember(query, vectors[0])
+        self._remember(_tokens_key(query), tokens[0])
 
     def _cached(self, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
         with self._cache_lock:
@@ -295,11 +312,15 @@ class SearchIndex:
                 self._query_cache.move_to_end(key)
                 return cached
         value = compute()
+        self._remember(key, value)
+        return value
+
+    def _remember(self, key: str, value: np.ndarray) -> None:
         with self._cache_lock:
             self._query_cache[key] = value
+            self._query_cache.move_to_end(key)
             if len(self._query_cache) > 1024:
                 self._query_cache.popitem(last=False)
-        return value
 
     def _dense(self, query: str, depth: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         n = self.vectors.ntotal

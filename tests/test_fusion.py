@@ -227,6 +227,7 @@ def test_the_service_setting_follows_the_index_unless_set_and_turns_late_interac
     assert Settings().late_interaction_depth is None and search_config(Settings()) is None  # the index decides
     assert not load_checked(index_root, FakeEmbedder(), None).config.late_interaction  # it stores no token vectors
     assert search_config(Settings(late_interaction_depth=0)) == SearchConfig()
+    assert Settings(late_interaction_depth=" ").late_interaction_depth is None  # NEWSDESK_..._DEPTH= is unset
     on = search_config(Settings(late_interaction_depth=3))
     assert on.late_interaction and on.late_depth == 3
     served = load_checked(index_root, FakeEmbedder(), on)

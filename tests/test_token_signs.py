@@ -83,6 +83,35 @@ def test_stored_token_vectors_are_read_not_encoded(late_root: Path):
     assert embedder.token_texts == 1
 
 
+def test_the_query_vector_and_its_token_vectors_come_from_one_model_run(late_root: Path):
+    class OneRun(FakeEmbedder):  # offers embed_with_tokens, as the ONNX embedder does
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[str] = []
+
+        def embed(self, texts):  # type: ignore[no-untyped-def]
+            self.calls.append("embed")
+            return super().embed(texts)
+
+        def embed_tokens(self, texts):  # type: ignore[no-untyped-def]
+            self.calls.append("embed_tokens")
+            return super().embed_tokens(texts)
+
+        def embed_with_tokens(self, texts):  # type: ignore[no-untyped-def]
+            self.calls.append("embed_with_tokens")
+            return FakeEmbedder.embed(self, texts), FakeEmbedder.embed_tokens(self, texts)
+
+    embedder = OneRun()
+    index = SearchIndex.load(late_root, embedder)
+    hits = index.search(QUERY, k=5)
+    assert embedder.calls == ["embed_with_tokens"]
+    index.search(QUERY, k=5, mode="dense")  # the vector is cached
+    index.search("Denza", k=5, mode="dense")  # no late interaction outside hybrid: the vector alone
+    assert embedder.calls == ["embed_with_tokens", "embed"]
+    reference = SearchIndex.load(late_root, FakeEmbedder()).search(QUERY, k=5)
+    assert [(h.chunk_id, h.score) for h in hits] == [(h.chunk_id, h.score) for h in reference]
+
+
 def test_rebuilding_reuses_cached_token_vectors_and_a_plain_index_is_not_taken_for_one(tmp_path: Path):
     embedder = FakeEmbedder()
     root = tmp_path / "idx"
