@@ -143,6 +143,8 @@ class CachedQueryEmbedder:
         self._vectors: dict[str, np.ndarray] = {}
         if isinstance(inner, TokenEmbedder):  # late interaction re-encodes passages: always the real model
             self.embed_tokens = inner.embed_tokens
+        if hasattr(inner, "token_ids"):  # the word pieces whose idf weights MaxSim's query tokens
+            self.token_ids = inner.token_ids
 
     def prefill(self, texts: Sequence[str], progress: bool = True) -> None:
         """Embed `texts` in batches now, with a progress bar."""
@@ -170,7 +172,7 @@ def ensure_index(
     rebuild: bool = False,
     progress: bool = True,
     say: Callable[[str], None] = lambda _: None,
-    late_interaction: bool = False,
+    late_interaction: bool | None = None,
 ) -> IndexStats:
     """Build the dataset's index under `root`, or reuse the one there if it indexes the same corpus the same way."""
     if not rebuild:
@@ -191,7 +193,9 @@ def ensure_index(
     return stats
 
 
-def _reusable(dataset: BeirDataset, root: Path, embedder: Embedder, late_interaction: bool) -> IndexStats | None:
+def _reusable(
+    dataset: BeirDataset, root: Path, embedder: Embedder, late_interaction: bool | None
+) -> IndexStats | None:
     manifest = published_match(root, dataset.documents, embedder, late_interaction=late_interaction)
     if manifest is None:
         return None
@@ -289,12 +293,12 @@ def run_bench(
     say: Callable[[str], None] = lambda _: None,
     latency_queries: int = 100,
     per_query: bool = False,
-    late_interaction: bool = False,
+    late_interaction: bool | None = None,
 ) -> dict[str, object]:
     """Index (or reuse), run every mode, and return the report as a JSON-ready dict.
 
-    With `late_interaction` the index stores token vectors, and the default hybrid run searches
-    with late interaction as the service then does.
+    Unless `late_interaction` is False the index stores token vectors (as `newsdesk index` does),
+    and the default hybrid run searches with late interaction as the service then does.
     """
     with tempfile.TemporaryDirectory(prefix="newsdesk-bench-") as scratch:
         root = index_dir if index_dir is not None else Path(scratch) / "index"

@@ -211,9 +211,9 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--latency-queries", type=_count, default=100, help="queries timed one by one (0: all)")
     p.add_argument("--embedder", choices=EMBEDDERS, help=EMBEDDER_HELP)
     p.add_argument("--per-query", action="store_true", help="also record each query's nDCG@10 (paired comparisons)")
-    p.add_argument("--late-interaction", action="store_true",
-                   help="build the index with stored token vectors (`newsdesk index --late-interaction`); "
-                        "the default hybrid then re-scores its top passages by late interaction")
+    p.add_argument("--late-interaction", action=argparse.BooleanOptionalAction, default=None,
+                   help="build the index with stored token vectors, as `newsdesk index` does by default, so "
+                        "that the default hybrid re-scores its top passages by late interaction (default: on)")
     p.add_argument("--out", help="report directory (default: eval/results/<dataset name>)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")

@@ -21,7 +21,14 @@ from indexer.embedding_cache import EmbeddingCache, text_key
 from indexer.errors import CorpusError, NewsdeskError
 from indexer.incremental import Spans, article_key, published_spans
 from indexer.ivf import is_ivf
-from indexer.late_interaction import TokenEmbedder, embed_with_tokens, pack_signs, write_token_signs
+from indexer.late_interaction import (
+    SIGNS_FORMAT,
+    TokenEmbedder,
+    embed_with_tokens,
+    pack_signs,
+    text_frequencies,
+    write_token_signs,
+)
 from indexer.lexical import LexicalIndex
 from indexer.manifest import LEXICAL_DIR, STORE_NAME, Manifest
 from indexer.publish import build_lock, clean_stale_builds, current_build, new_build_dir, publish
@@ -71,13 +78,14 @@ def index_corpus(
     faiss_factory: str | None = None,
     cache: bool = True,
     rebuild: bool = False,
-    late_interaction: bool = False,
+    late_interaction: bool | None = None,
 ) -> BuildResult:
     """Load the corpus at `corpus` and publish an index of it under `root`.
 
     When the published index was built from exactly these articles with the same settings,
-    nothing is built (unless `rebuild`): the result names the published index. With
-    `late_interaction` the index also stores its chunks' token vectors (as sign bits).
+    nothing is built (unless `rebuild`): the result names the published index. The index
+    stores its chunks' token vectors (as sign bits) for late interaction unless
+    `late_interaction` is False (None: whenever the embedder gives token vectors).
     """
     started = time.perf_counter()
     articles, report = load_corpus(corpus)
@@ -104,7 +112,7 @@ def up_to_date(
     lexical: LexicalConfig | None = None,
     faiss_factory: str | None = None,
     say: Callable[[str], None] = log.info,
-    late_interaction: bool = False,
+    late_interaction: bool | None = None,
 ) -> BuildResult | None:
     """The published index as a build result when it already is what a build would give, else None.
 
@@ -129,9 +137,10 @@ def published_match(
     chunker: ChunkerConfig | None = None,
     lexical: LexicalConfig | None = None,
     faiss_factory: str | None = None,
-    late_interaction: bool = False,
+    late_interaction: bool | None = None,
 ) -> Manifest | None:
     """The published index's manifest if building `articles` with these settings would give the same index."""
+    late_interaction = stores_tokens(embedder, late_interaction)
     try:
         manifest = Manifest.read(current_build(root))
     except NewsdeskError:
@@ -144,7 +153,7 @@ def published_match(
         and manifest.chunker == (chunker or ChunkerConfig()).to_dict()
         and manifest.lexical == asdict(lexical or LexicalConfig())
         and manifest.faiss_factory == factory
-        and bool(manifest.late_interaction) == late_interaction
+        and manifest.late_interaction.get("format") == (SIGNS_FORMAT if late_interaction else None)
         and manifest.corpus_fingerprint == corpus_fingerprint(list(articles))
     )
     return manifest if same else None
@@ -161,21 +170,19 @@ def build_index(
     report: LoadReport | None = None,
     faiss_factory: str | None = None,
     cache: bool = True,
-    late_interaction: bool = False,
+    late_interaction: bool | None = None,
 ) -> BuildResult:
     """Chunk, embed and index `articles` in a new build directory, then publish it atomically.
 
     With `cache`, vectors are reused from <root>/cache/embeddings.sqlite and new ones stored
     there; `faiss_factory` None picks exact, HNSW or sharded IVF by the number of chunks.
-    `late_interaction` stores every chunk's token vectors too, as sign bits (48 bytes a token
-    for MiniLM), from the same model run as its vector.
+    Unless `late_interaction` is False (None: whenever the embedder gives them), the index also
+    stores every chunk's token vectors, as sign bits (48 bytes a token for MiniLM), from the same
+    model run as its vector.
     """
     if not articles:
         raise CorpusError("No articles to index: the corpus is empty or every file was skipped.")
-    if late_interaction and not isinstance(embedder, TokenEmbedder):
-        raise NewsdeskError(
-            f"{type(embedder).__name__} gives no token vectors, so it cannot build a late-interaction index."
-        )
+    late_interaction = stores_tokens(embedder, late_interaction)
     started = time.perf_counter()
     chunker = chunker or ChunkerConfig()
     lexical = lexical or LexicalConfig()
@@ -202,6 +209,17 @@ def build_index(
     seconds = time.perf_counter() - started
     say(f"Published index {build.name} at {root} ({len(articles)} articles, {len(chunks)} chunks) in {seconds:.1f}s")
     return BuildResult(build.name, build, len(articles), len(chunks), seconds, report, embedded, len(chunks) - embedded)
+
+
+def stores_tokens(embedder: Embedder, late_interaction: bool | None) -> bool:
+    """Whether a build stores token vectors: by default (None) whenever the embedder gives them."""
+    if late_interaction is None:
+        return isinstance(embedder, TokenEmbedder)
+    if late_interaction and not isinstance(embedder, TokenEmbedder):
+        raise NewsdeskError(
+            f"{type(embedder).__name__} gives no token vectors, so it cannot build a late-interaction index."
+        )
+    return late_interaction
 
 
 def start_build(root: Path, say: Callable[[str], None] = log.info) -> Path:
@@ -251,7 +269,10 @@ def write_build(
     write_store(build / STORE_NAME, articles, chunks)
     if signs is not None and len(signs) != len(chunks):
         raise ValueError(f"token vectors of {len(signs)} chunks for {len(chunks)} chunks")
-    late = write_token_signs(build, signs, embedder.dimension) if signs is not None else {}
+    late: dict[str, object] = {}
+    if signs is not None:  # with the word pieces' chunk frequencies, which weight MaxSim's query tokens
+        embedded = [embedding_text(titles[c.article_id], c.text, chunker) for c in chunks]
+        late = write_token_signs(build, signs, embedder.dimension, text_frequencies(embedder, embedded))
     Manifest(
         index_id=build.name,
         model_id=embedder.model_id,

@@ -116,7 +116,8 @@ def ray_index_corpus(
     articles, report = load_corpus(corpus)
     say(f"Loaded {corpus}: {report.summary()}")
     if not rebuild:
-        current = up_to_date(corpus, root, articles, report, embedder_factory(), chunker, lexical, say=say)
+        current = up_to_date(corpus, root, articles, report, embedder_factory(), chunker, lexical, say=say,
+                             late_interaction=False)  # this engine stores no token vectors
         if current is not None:
             current.seconds = time.perf_counter() - started
             return current

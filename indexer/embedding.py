@@ -125,6 +125,13 @@ class SentenceTransformerEmbedder:
                                     convert_to_numpy=False, show_progress_bar=False)
         return [normalise_rows(np.asarray(t.float().cpu().numpy())[1:-1]) for t in tokens]
 
+    def token_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Each text's word-piece ids, row for row with `embed_tokens` ([CLS] and [SEP] left out)."""
+        self.warm_up()
+        assert self._model is not None
+        encoded = self._model.tokenizer(list(texts), truncation=True, max_length=self._model.max_seq_length)
+        return [np.array(ids[1:-1], dtype=np.int64) for ids in encoded["input_ids"]]
+
 
 class FakeEmbedder:
     """Deterministic bag-of-words vectors for tests: shared words mean similar vectors.
@@ -159,6 +166,16 @@ class FakeEmbedder:
             for text in texts
         ]
 
+    def token_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """One id per word, row for row with `embed_tokens`."""
+        return [
+            np.array([self._seed(w) >> 2 for w in re.findall(r"\w+", text.lower())], dtype=np.int64)
+            for text in texts
+        ]
+
+    @staticmethod
+    def _seed(word: str) -> int:
+        return int.from_bytes(hashlib.sha256(word.encode("utf-8")).digest()[:8], "little")
+
     def _word(self, word: str) -> np.ndarray:
-        seed = int.from_bytes(hashlib.sha256(word.encode("utf-8")).digest()[:8], "little")
-        return np.random.default_rng(seed).standard_normal(self.dimension).astype(np.float32)
+        return np.random.default_rng(self._seed(word)).standard_normal(self.dimension).astype(np.float32)

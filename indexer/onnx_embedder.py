@@ -365,6 +365,11 @@ class OnnxEmbedder:
                     token_vectors[row] = normalise_rows(result[1][j, 1 : len(tokens[row]) - 1])
         return out, token_vectors
 
+    def token_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Each text's word-piece ids, row for row with `embed_tokens` ([CLS] and [SEP] left out)."""
+        self.warm_up()
+        return [np.array(e.ids[1:-1], dtype=np.int64) for e in self._tokenizer.encode_batch(list(texts))]  # type: ignore[union-attr]
+
     def embed_tokens(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Each text's token vectors ([CLS] and [SEP] left out), L2-normalised; one batch, this thread."""
         self.warm_up()

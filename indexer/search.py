@@ -21,7 +21,7 @@ from indexer.chunking import ChunkerConfig, embedding_text
 from indexer.corpus import Article
 from indexer.embedding import Embedder
 from indexer.errors import CorruptIndex, InvalidQuery
-from indexer.late_interaction import TokenEmbedder, TokenSigns, maxsim
+from indexer.late_interaction import TokenEmbedder, TokenSigns, maxsim, token_ids
 from indexer.lexical import LexicalIndex
 from indexer.manifest import LEXICAL_DIR, STORE_NAME, VECTORS_NAME, Manifest
 from indexer.publish import current_build
@@ -33,7 +33,7 @@ Fusion = Literal["additive", "zscore", "convex", "rrf"]
 MODES: tuple[str, ...] = get_args(Mode)
 RRF_K = 60
 log = logging.getLogger(__name__)
-LATE_DEPTH = 20  # passages re-scored when late interaction is turned on (the depth measured)
+LATE_DEPTH = 40  # passages re-scored when late interaction is turned on (tuned on SciFact train, RealTimeQA dev)
 
 
 @dataclass(frozen=True)
@@ -58,12 +58,14 @@ class SearchConfig:
     alpha: float = 0.5  # "convex" and "zscore": weight of the dense side
     depth: int = 100  # candidates taken from each side before fusion
     # "additive" only: the fused top `late_depth` passages gain late_weight * MaxSim of the
-    # model's token vectors (indexer/late_interaction.py). At LATE_DEPTH it added +0.007 / +0.009
-    # nDCG@10 on SciFact / RealTimeQA test (eval/README.md, "Late interaction"). Off here (0);
-    # `SearchIndex.load` without a config turns it on for an index that stores token vectors,
-    # where it costs a few milliseconds a search (re-encoding the passages instead: 0.16-0.65 s).
+    # model's token vectors (indexer/late_interaction.py), its query tokens weighted by idf where
+    # the index stores its word pieces' frequencies. LATE_DEPTH and the weight were tuned on
+    # SciFact train and RealTimeQA dev (eval/README.md, "Late interaction"). Off here (0);
+    # `SearchIndex.load` without a config turns it on for an index that stores token vectors
+    # (`newsdesk index` builds one by default), where it costs a few milliseconds a search
+    # (re-encoding the passages instead, on an index without them: 0.3-1.3 s).
     late_depth: int = 0
-    late_weight: float = 0.75
+    late_weight: float = 1.5
 
     def __post_init__(self) -> None:
         if self.fusion not in get_args(Fusion):
@@ -210,7 +212,10 @@ class SearchIndex:
             lexical = LexicalIndex.load(build / LEXICAL_DIR, store.chunk_count)
         except (OSError, ValueError, KeyError) as exc:
             raise CorruptIndex(f"{build / LEXICAL_DIR} cannot be read ({exc}); rebuild the index.") from None
-        signs = TokenSigns(build, store.chunk_count, manifest.dimension) if manifest.late_interaction else None
+        signs = (
+            TokenSigns(build, store.chunk_count, manifest.dimension, str(manifest.late_interaction.get("format")))
+            if manifest.late_interaction else None
+        )
         config = config or default_config(manifest)
         if config.late_interaction and not isinstance(embedder, TokenEmbedder):
             log.warning("Late interaction is on but %s gives no token vectors; hybrid search runs without it.",
@@ -383,14 +388,17 @@ class SearchIndex:
         head = positions[: config.late_depth]
         if head.size == 0:
             return positions, scores
+        weights = None
         if self.token_signs is not None:  # stored: read the passages' bits, encode only the query
             passages = self.token_signs.passages(head.tolist())
             query_tokens = self._query_tokens(query)
+            ids = token_ids(self.embedder, [query])
+            weights = self.token_signs.weights(ids[0] if ids else None)  # idf of each query word piece
         else:  # encoded again, the query in the same call
             rows = self.store.chunks(head.tolist())
             texts = [embedding_text(row.title, row.text, self._chunker) for row in rows]
             query_tokens, *passages = self.embedder.embed_tokens([query, *texts])  # type: ignore[attr-defined]
-        late = np.maximum(maxsim(query_tokens, passages), 0.0)
+        late = np.maximum(maxsim(query_tokens, passages, weights), 0.0)
         rescored = scores[: head.size].astype(np.float64) + config.late_weight * late
         order = np.argsort(-rescored, kind="stable")
         return (

@@ -15,7 +15,7 @@ from indexer.cli import main
 from indexer.corpus import load_corpus
 from indexer.embedding import EMBEDDER_KINDS, FakeEmbedder
 from indexer.errors import NewsdeskError
-from indexer.search import MODES, Citation, Hit, SearchConfig, SearchIndex
+from indexer.search import LATE_DEPTH, MODES, Citation, Hit, SearchConfig, SearchIndex
 from tests.conftest import DAIMLER, SEED_CORPUS, XIAOMI_BLOOMBERG, XIAOMI_HT
 from tests.test_datasets import write_dataset
 
@@ -137,13 +137,17 @@ def test_the_quality_pass_scores_late_interaction_as_the_service_does(dataset: P
     assert isinstance(cached, TokenEmbedder)
     [got], [want] = cached.embed_tokens(["cats purr"]), inner.embed_tokens(["cats purr"])
     np.testing.assert_array_equal(got, want)
+    # an index that stores token vectors weights MaxSim by the query word pieces' idf: the ids pass through
+    np.testing.assert_array_equal(cached.token_ids(["cats purr"])[0], inner.token_ids(["cats purr"])[0])
     data = load_beir(dataset, "test")
-    build_index(data.documents, tmp_path / "idx", inner, progress=False)
-    late = SearchConfig(late_depth=20)
-    for text in data.queries.values():
-        served = SearchIndex.load(tmp_path / "idx", inner, late).search_articles(text, k=5)
-        benched = SearchIndex.load(tmp_path / "idx", cached, late).search_articles(text, k=5)
-        assert benched == served  # scores included: late interaction adds to every re-scored one
+    for stored in (True, False):
+        root = tmp_path / f"idx-{stored}"
+        build_index(data.documents, root, inner, progress=False, late_interaction=stored)
+        late = SearchConfig(late_depth=20)
+        for text in data.queries.values():
+            served = SearchIndex.load(root, inner, late).search_articles(text, k=5)
+            benched = SearchIndex.load(root, cached, late).search_articles(text, k=5)
+            assert benched == served  # scores included: late interaction adds to every re-scored one
 
 
 def test_bad_bench_arguments(dataset: Path, capsys):
@@ -192,7 +196,7 @@ def test_fusion_specs_and_plans():
     assert parse_fusion("zscore:0.6") == SearchConfig(fusion="zscore", alpha=0.6)
     assert parse_fusion("additive") == SearchConfig()
     assert parse_fusion("additive:1.5") == SearchConfig(fusion="additive", lexical_weight=1.5)
-    assert parse_fusion("additive+late:0.75") == SearchConfig(late_depth=20, late_weight=0.75)
+    assert parse_fusion("additive+late:0.75") == SearchConfig(late_depth=LATE_DEPTH, late_weight=0.75)
     assert parse_fusion("additive:0.8+late:0.5:30") == SearchConfig(lexical_weight=0.8, late_weight=0.5, late_depth=30)
     assert fusion_spec(parse_fusion("additive+late:0")) == "additive:1"  # weight 0: off
     for spec in ("additive:1.5", "zscore:0.6", "convex:0.5", "rrf", "additive:1+late:0.75:20",
@@ -307,7 +311,7 @@ def test_reports_name_the_settings_their_fusion_reads():
     from eval.report import describe_fusion
 
     assert describe_fusion(asdict(SearchConfig())) == "additive (BM25 weight 1, depth 100)"
-    assert describe_fusion(asdict(SearchConfig(late_depth=20))) == (
+    assert describe_fusion(asdict(SearchConfig(late_depth=20, late_weight=0.75))) == (
         "additive (BM25 weight 1, depth 100, late interaction 0.75 over the top 20)"
     )
     old = asdict(SearchConfig())

@@ -29,7 +29,7 @@ from indexer.embedding import FakeEmbedder
 from indexer.errors import NewsdeskError
 from indexer.manifest import IVF_DATA_NAME, LEXICAL_DIR, STORE_NAME, VECTORS_NAME, Manifest
 from indexer.publish import current_build
-from indexer.search import SearchIndex
+from indexer.search import SearchConfig, SearchIndex
 from tests.conftest import SEED_CORPUS
 
 QUERIES = [
@@ -78,7 +78,7 @@ def rows(build: Path, table: str) -> list[tuple]:
 def test_ray_and_local_engines_build_the_same_index(tmp_path: Path, ray_cluster: None):
     articles = synthetic_articles()
     embedder = FakeEmbedder()
-    local = build_index(articles, tmp_path / "local", embedder, progress=False)
+    local = build_index(articles, tmp_path / "local", embedder, progress=False, late_interaction=False)
     ray = ray_build_index(articles, tmp_path / "ray", FakeEmbedder, OPTIONS)
     assert ray.chunks == local.chunks > 100
 
@@ -132,7 +132,7 @@ def shuffled_batches(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("ray_cluster", "shuffled_batches")
 def test_batches_returned_out_of_order_are_put_back_in_article_order(tmp_path: Path):
     articles = synthetic_articles(12)
-    local = build_index(articles, tmp_path / "local", FakeEmbedder(), progress=False)
+    local = build_index(articles, tmp_path / "local", FakeEmbedder(), progress=False, late_interaction=False)
     ray = ray_build_index(articles, tmp_path / "ray", FakeEmbedder, OPTIONS)
     assert rows(ray.path, "chunks") == rows(local.path, "chunks")
     local_vectors = faiss.read_index(str(local.path / VECTORS_NAME))
@@ -149,7 +149,7 @@ def test_a_large_ray_build_streams_its_vectors_into_sharded_ivf(tmp_path: Path, 
     monkeypatch.setattr(ivf, "SHARD_CHUNKS", 10)
     monkeypatch.setattr(distributed, "REORDER_BLOCK", 7)
     articles = synthetic_articles(12)
-    local = build_index(articles, tmp_path / "local", FakeEmbedder(), progress=False)
+    local = build_index(articles, tmp_path / "local", FakeEmbedder(), progress=False, late_interaction=False)
     ray = ray_build_index(articles, tmp_path / "ray", FakeEmbedder, OPTIONS)
     local_manifest, ray_manifest = Manifest.read(local.path), Manifest.read(ray.path)
     assert ray_manifest.vector_index == local_manifest.vector_index
@@ -185,8 +185,11 @@ def test_cli_ray_engine_with_the_real_model(tmp_path: Path, ray_cluster: None, r
     root = tmp_path / "index"
     code = main(["index", str(SEED_CORPUS), "--index-dir", str(root), "--engine", "ray",
                  "--ray-actors", "2", "--ray-cpus-per-actor", "0.5", "--ray-batch-size", "5"])
-    assert code == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "stores no token vectors" in err  # so its searches run without late interaction: said, not silent
     ray_index = SearchIndex.load(root, real_index.embedder)
+    assert not ray_index.manifest.late_interaction and not ray_index.config.late_interaction
     assert ray_index.manifest.extra["engine"] == "ray"
     assert rows(ray_index.path, "chunks") == rows(real_index.path, "chunks")
     expected = faiss.read_index(str(real_index.path / VECTORS_NAME))
@@ -195,7 +198,7 @@ def test_cli_ray_engine_with_the_real_model(tmp_path: Path, ray_cluster: None, r
                                rtol=0, atol=1e-4)
     for query in QUERIES:
         assert [h.chunk_id for h in ray_index.search(query, k=10, mode="hybrid")] == [
-            h.chunk_id for h in real_index.search(query, k=10, mode="hybrid")
+            h.chunk_id for h in real_index.search(query, k=10, mode="hybrid", config=SearchConfig())
         ], query
 
 

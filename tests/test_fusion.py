@@ -22,7 +22,7 @@ QUERY = "Xiaomi electric car license Beijing"
 def index_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("fusion")
     articles, _ = load_corpus(SEED_CORPUS)
-    build_index(articles, root, FakeEmbedder(), progress=False)
+    build_index(articles, root, FakeEmbedder(), progress=False, late_interaction=False)  # re-encodes
     return root
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexer.late_interaction import maxsim, normalise_rows
+from indexer.late_interaction import document_frequencies, idf_weights, maxsim, normalise_rows
 
 
 def _unit(rows: list[list[float]]) -> np.ndarray:
@@ -63,3 +63,32 @@ def test_maxsim_against_sign_vectors_keeps_the_float_order():
     signed = maxsim(query, [unpack_signs(pack_signs(p), 384) for p in passages])
     assert exact[0] > exact[1] > exact[2] and signed[0] > signed[1] > signed[2]
     assert signed[0] == pytest.approx(np.sqrt(2 / np.pi), abs=0.1)  # E|x| of a unit Gaussian's coordinates
+
+
+def test_weighted_maxsim_counts_each_query_token_by_its_weight():
+    query = _unit([[1, 0, 0], [0, 1, 0]])
+    holds_first = _unit([[1, 0, 0]])
+    holds_second = _unit([[0, 1, 0]])
+    rare_first = np.array([3.0, 1.0])
+    np.testing.assert_allclose(maxsim(query, [holds_first, holds_second], rare_first), [0.75, 0.25], rtol=1e-6)
+    # equal weights are the plain mean; unusable weights (all zero, wrong length) fall back to it
+    plain = maxsim(query, [holds_first, holds_second])
+    for weights in (np.array([2.0, 2.0]), np.zeros(2), np.ones(3)):
+        np.testing.assert_allclose(maxsim(query, [holds_first, holds_second], weights), plain, rtol=1e-6)
+
+
+def test_document_frequencies_count_chunks_not_occurrences():
+    chunks = [np.array([5, 5, 7]), np.array([7]), np.array([], dtype=np.int64), np.array([2, 7, 9])]
+    for block in (1, 2, 10):
+        frequencies = document_frequencies(chunks, block=block)
+        np.testing.assert_array_equal(frequencies, [[2, 5, 7, 9], [1, 1, 3, 1]])
+    assert document_frequencies([]).shape == (2, 0)
+
+
+def test_idf_weights_are_bm25s_and_an_unseen_piece_weighs_most():
+    frequencies = np.array([[2, 5, 7], [1, 2, 4]])
+    weights = idf_weights(frequencies, 4, np.array([7, 5, 2, 3]))
+    expected = [np.log(1 + (4 - df + 0.5) / (df + 0.5)) for df in (4, 2, 1, 0)]
+    np.testing.assert_allclose(weights, expected)
+    assert weights[0] < weights[1] < weights[2] < weights[3]
+    np.testing.assert_allclose(idf_weights(np.zeros((2, 0), np.int64), 4, np.array([1, 2])), [expected[3]] * 2)

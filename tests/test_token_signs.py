@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from indexer.chunking import embedding_text
 from indexer.corpus import load_corpus
 from indexer.embedding import FakeEmbedder
 from indexer.errors import CorruptIndex, NewsdeskError
-from indexer.late_interaction import SIGNS_NAME, maxsim, pack_signs, unpack_signs
+from indexer.late_interaction import DF_NAME, SIGNS_NAME, pack_signs, unpack_signs
 from indexer.publish import current_build
 from indexer.search import LATE_DEPTH, SearchConfig, SearchIndex
 from tests.conftest import SEED_CORPUS
@@ -37,7 +38,7 @@ def test_the_index_stores_every_chunks_token_sign_bits(late_root: Path):
     index = SearchIndex.load(late_root, embedder)
     tokens = embedder.embed_tokens(_chunk_texts(index))
     figures = index.manifest.late_interaction
-    assert figures["format"] == "sign-bits-v1"
+    assert figures["format"] == "sign-bits-v2"
     assert figures["tokens"] == sum(len(t) for t in tokens) > index.vectors.ntotal
     assert figures["bytes"] == figures["tokens"] * embedder.dimension // 8
     stored = index.token_signs.passages(range(index.vectors.ntotal))
@@ -49,15 +50,25 @@ def test_an_index_with_token_vectors_searches_with_late_interaction_by_default(l
     embedder = FakeEmbedder()
     index = SearchIndex.load(late_root, embedder)
     assert index.config == SearchConfig(late_depth=LATE_DEPTH)
-    assert SearchIndex.load(index_dir, embedder).config == SearchConfig()  # no token vectors: off
+    build_index(load_corpus(SEED_CORPUS)[0], index_dir / "plain", embedder, progress=False, late_interaction=False)
+    assert SearchIndex.load(index_dir / "plain", embedder).config == SearchConfig()  # no token vectors: off
     plain = SearchIndex.load(late_root, embedder, SearchConfig())  # an explicit config wins
     n = plain.vectors.ntotal
     fused_pos, fused = plain.rank(QUERY, n, "hybrid")
     positions, scores = index.rank(QUERY, n, "hybrid")
     head = fused_pos[:LATE_DEPTH]
-    signs = [unpack_signs(pack_signs(t), embedder.dimension) for t in embedder.embed_tokens(_chunk_texts(plain))]
-    late = np.maximum(maxsim(embedder.embed_tokens([QUERY])[0], [signs[p] for p in head.tolist()]), 0.0)
-    expected = dict(zip(head.tolist(), (fused[: head.size] + 0.75 * late).tolist(), strict=True))
+    texts = _chunk_texts(plain)
+    signs = [unpack_signs(pack_signs(t), embedder.dimension) for t in embedder.embed_tokens(texts)]
+    # each query word counts by its idf over the index's chunks
+    df = Counter(piece for ids in embedder.token_ids(texts) for piece in set(ids.tolist()))
+    weights = np.array([np.log(1 + (n - df[i] + 0.5) / (df[i] + 0.5)) for i in embedder.token_ids([QUERY])[0].tolist()])
+    assert weights.min() < weights.max()
+    query_tokens = embedder.embed_tokens([QUERY])[0]
+    best = [(signs[p] @ query_tokens.T).max(axis=0) for p in head.tolist()]  # each query word's best match
+    late = np.maximum([b @ weights / weights.sum() for b in best], 0.0)
+    plain_mean = np.maximum([b.mean() for b in best], 0.0)
+    assert not np.allclose(late, plain_mean)
+    expected = dict(zip(head.tolist(), (fused[: head.size] + index.config.late_weight * late).tolist(), strict=True))
     assert sorted(positions[: head.size].tolist()) == sorted(head.tolist())
     np.testing.assert_allclose(scores[: head.size], [expected[p] for p in positions[: head.size].tolist()], rtol=1e-5)
     assert positions[head.size :].tolist() == fused_pos[head.size :].tolist()
@@ -115,9 +126,9 @@ def test_the_query_vector_and_its_token_vectors_come_from_one_model_run(late_roo
 def test_rebuilding_reuses_cached_token_vectors_and_a_plain_index_is_not_taken_for_one(tmp_path: Path):
     embedder = FakeEmbedder()
     root = tmp_path / "idx"
-    plain = index_corpus(SEED_CORPUS, root, embedder, progress=False)
+    plain = index_corpus(SEED_CORPUS, root, embedder, progress=False, late_interaction=False)
     assert plain.embedded == plain.chunks
-    late = index_corpus(SEED_CORPUS, root, embedder, progress=False, late_interaction=True)
+    late = index_corpus(SEED_CORPUS, root, embedder, progress=False)  # the default stores token vectors
     assert late.index_id != plain.index_id  # the plain index is not up to date with a late-interaction build
     assert late.embedded == late.chunks  # cached vectors without token bits are embedded again
     before = np.load(late.path / SIGNS_NAME)
@@ -127,7 +138,7 @@ def test_rebuilding_reuses_cached_token_vectors_and_a_plain_index_is_not_taken_f
     assert forced.embedded == 0 and forced.index_id != late.index_id  # all from the cache, bits included
     np.testing.assert_array_equal(np.load(forced.path / SIGNS_NAME), before)
     assert SearchIndex.load(root, embedder).search(QUERY, k=3)
-    back = index_corpus(SEED_CORPUS, root, embedder, progress=False)
+    back = index_corpus(SEED_CORPUS, root, embedder, progress=False, late_interaction=False)
     assert not back.path.joinpath(SIGNS_NAME).exists() and back.embedded == 0
 
 
@@ -142,12 +153,14 @@ def test_an_embedder_without_token_vectors_cannot_build_one(tmp_path: Path):
         build_index(load_corpus(SEED_CORPUS)[0], tmp_path, PooledOnly(), progress=False, late_interaction=True)
 
 
-@pytest.mark.parametrize("damage", ["missing", "truncated", "other-width"])
+@pytest.mark.parametrize("damage", ["missing", "truncated", "other-width", "frequencies"])
 def test_damaged_token_vectors_are_refused_with_rebuild(tmp_path: Path, damage: str):
     root = tmp_path / "idx"
     build_index(load_corpus(SEED_CORPUS)[0], root, FakeEmbedder(), progress=False, late_interaction=True)
     path = current_build(root) / SIGNS_NAME
-    if damage == "missing":
+    if damage == "frequencies":
+        np.save(current_build(root) / DF_NAME, np.array([[3, 2, 1], [1, 1, 1]]))  # ids out of order
+    elif damage == "missing":
         path.unlink()
     elif damage == "truncated":
         path.write_bytes(path.read_bytes()[:200])
@@ -168,3 +181,38 @@ def test_a_write_through_the_api_keeps_the_token_vectors(tmp_path: Path):
     index = SearchIndex.load(root, FakeEmbedder())
     assert index.manifest.late_interaction["tokens"] > 0 and index.config.late_interaction
     assert index.search("harbour budget", k=1)[0].citation.article_id == "new-1"
+
+
+def test_a_write_through_the_api_counts_the_new_chunks_word_pieces(tmp_path: Path):
+    from api.rebuild import Change, apply_change
+    from indexer.corpus import Article
+
+    root = tmp_path / "idx"
+    embedder = FakeEmbedder()
+    build_index(load_corpus(SEED_CORPUS)[0], root, embedder, progress=False, late_interaction=True)
+    harbour = embedder.token_ids(["harbour"])[0]
+    before = SearchIndex.load(root, embedder).token_signs
+    assert before.weights(harbour)[0] == pytest.approx(np.log(1 + (before.chunks + 0.5) / 0.5))  # no chunk holds it
+    article = Article("new-1", "Harbour budget", "The council voted on the harbour budget.")
+    apply_change(root, embedder, Change(upserts=[article], deletes=[]))
+    after = SearchIndex.load(root, embedder).token_signs
+    assert after.chunks == before.chunks + 1
+    assert after.weights(harbour)[0] == pytest.approx(np.log(1 + (after.chunks - 0.5) / 1.5))  # one chunk holds it
+
+
+def test_an_index_stored_before_word_piece_frequencies_searches_with_plain_maxsim_and_is_rebuilt(tmp_path: Path):
+    import json
+
+    embedder = FakeEmbedder()
+    root = tmp_path / "idx"
+    first = index_corpus(SEED_CORPUS, root, embedder, progress=False, late_interaction=True)
+    manifest = json.loads((first.path / "manifest.json").read_text())
+    manifest["late_interaction"]["format"] = "sign-bits-v1"  # as a build of the last release wrote it
+    (first.path / "manifest.json").write_text(json.dumps(manifest))
+    (first.path / DF_NAME).unlink()
+    old = SearchIndex.load(root, embedder)
+    assert old.config.late_interaction and old.token_signs.weights(embedder.token_ids([QUERY])[0]) is None
+    assert old.search(QUERY, k=3)
+    again = index_corpus(SEED_CORPUS, root, embedder, progress=False, late_interaction=True)
+    assert again.index_id != first.index_id and again.embedded == 0  # rebuilt, every vector from the cache
+    assert SearchIndex.load(root, embedder).token_signs.frequencies is not None

@@ -1,0 +1,121 @@
+"""Lab: MaxSim with each query token weighted, over stored sign bits (tuning splits).
+
+MaxSim averages the query's tokens alike, so "the", "of" and "?" count as much as the claim's
+rare words. Here each query word piece t weighs w(t) and the mean becomes sum w(t) max_u cos(t, u) /
+sum w(t). Schemes:
+
+- mean:   w = 1 (what the service did before);
+- idf:    BM25's idf of the word piece over the chunks, log(1 + (N - df + 0.5) / (df + 0.5)),
+          from the chunks' word pieces (a piece no chunk holds weighs most);
+- lexidf: the BM25 idf of the analysed word (stemmed, stopwords 0) that the piece belongs to,
+          from the lexical index the service already has (no new data stored).
+
+The chunks' token vectors are the packaged model's (cached by `eval.experiments.maxsim` in CACHE),
+stored as the service stores them (sign bits); the fused top DEPTH chunks are re-scored as
+`maxsim.rerank_chunks` does, with MaxSim weights WEIGHTS.
+
+    python -m eval.experiments.query_weights OUT.json [DEPTH ...]
+
+Results: eval/results/late-interaction/query-weights-tune.json (eval/README.md, "idf-weighted MaxSim").
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+
+from eval.experiments import fusion as F
+from eval.experiments.finetune import SETS, chunk_text, load_lab
+from indexer.analysis import analyze, terms_with_offsets
+from indexer.late_interaction import document_frequencies, idf_weights, pack_signs, unpack_signs
+from indexer.onnx_embedder import _tokenizer
+
+CACHE = "/work/cache/maxsim"
+WEIGHTS = (0.5, 0.75, 1.0, 1.5, 2.0)
+
+
+def piece_ids(texts: list[str]) -> list[np.ndarray]:
+    """Word-piece ids without [CLS] and [SEP]: the rows of the cached token vectors."""
+    return [np.array(e.ids[1:-1], dtype=np.int64) for e in _tokenizer().encode_batch(texts)]
+
+
+def lexical_weights(lab, text: str) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Each word piece's weight: the BM25 idf of the analysed word it is part of (0 for stopwords)."""
+    pieces = _tokenizer().encode(text).offsets[1:-1]
+    lexicon = lab.lexicon
+    unseen = np.log(1 + (lexicon.weights.shape[1] + 0.5) / 0.5)
+    idf = lexicon.ceiling_weights / 2.2  # ceiling weight = idf * (k1 + 1), k1 = 1.2
+    weights = np.zeros(len(pieces))
+    for term, start, end in terms_with_offsets(text):
+        column = lexicon.vocab.get(term)
+        value = idf[column] if column is not None else unseen
+        for j, (a, b) in enumerate(pieces):
+            if a < end and b > start:
+                weights[j] = max(weights[j], value)
+    return weights if weights.sum() > 0 else np.ones(len(pieces))
+
+
+def run(dataset: str, depth: int) -> dict[str, object]:
+    lab = load_lab(dataset)
+    data = np.load(f"{CACHE}/{dataset}-tokens-base.npz")
+    tok = {k: data[k] for k in data.files}
+    signs = unpack_signs(pack_signs(tok["ct"]), tok["ct"].shape[1])
+    split = lab.split(SETS[dataset][0])
+    dense = tok["qp"][split.rows] @ tok["cp"].T
+    frequencies = document_frequencies(piece_ids([chunk_text(lab, c) for c in range(len(lab.chunk_doc))]))
+    chunks = len(lab.chunk_doc)
+    texts = [lab.queries[q] for q in split.query_ids]
+    ids = piece_ids(texts)
+    schemes = {
+        "mean": [np.ones(len(i)) for i in ids],
+        "idf": [idf_weights(frequencies, chunks, i) for i in ids],
+        "lexidf": [lexical_weights(lab, t) for t in texts],
+    }
+    terms = [analyze(t) for t in split.texts]
+    lex, ceiling = lab.lexicon.scores(terms), lab.lexicon.ceiling(terms)
+    ranked: dict[tuple[str, float], list[list[str]]] = {(s, m): [] for s in schemes for m in WEIGHTS}
+    plain: list[list[str]] = []
+    for i in range(len(split.query_ids)):
+        cand = np.union1d(F.top(dense[i], 300), F.top(lex[i], 300, positive=True))
+        share = lex[i, cand] / ceiling[i] if ceiling[i] > 0 else np.zeros(len(cand))
+        fused = dense[i, cand] + share
+        order = np.argsort(-fused, kind="stable")
+        head, tail = cand[order[:depth]], cand[order[depth:]]
+        plain.append(F.docs_from_chunks(cand[order], lab.chunk_doc, lab.doc_ids))
+        row = split.rows[i]
+        query = tok["qt"][tok["qo"][row] : tok["qo"][row + 1]].astype(np.float32)
+        assert len(query) == len(ids[i]), "token vectors and word pieces out of step"
+        best = np.stack([(signs[tok["co"][c] : tok["co"][c + 1]] @ query.T).max(axis=0) for c in head.tolist()])
+        for scheme, weights in schemes.items():
+            late = best @ weights[i] / weights[i].sum()
+            for m in WEIGHTS:
+                rescored = head[np.argsort(-(fused[order[:depth]] + m * late), kind="stable")]
+                docs = F.docs_from_chunks(np.concatenate([rescored, tail]), lab.chunk_doc, lab.doc_ids)
+                ranked[(scheme, m)].append(docs)
+    row_out: dict[str, object] = {"set": f"{dataset} {split.name}", "queries": len(split.query_ids), "depth": depth,
+                                  "no late interaction": round(lab.evaluate(split, plain)["ndcg@10"], 4)}
+    for (scheme, m), rankings in ranked.items():
+        row_out[f"{scheme} {m:g}"] = round(lab.evaluate(split, rankings)["ndcg@10"], 4)
+    return row_out
+
+
+def main() -> None:
+    out = sys.argv[1]
+    depths = [int(d) for d in sys.argv[2:]] or [20, 40]
+    rows = []
+    for depth in depths:
+        for dataset in SETS:
+            started = time.perf_counter()
+            rows.append(run(dataset, depth))
+            print(json.dumps(rows[-1]), f"{time.perf_counter() - started:.0f} s", flush=True)
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump({"machine": "shared 2-core AMD EPYC VM, CPU only", "model": "packaged all-MiniLM-L6-v2, fp32",
+                   "stored": "sign bits", "rows": rows}, f, indent=1)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
