@@ -83,12 +83,12 @@ def txtai_env(**extra: str) -> dict[str, str]:
 
 def ndcg_newsdesk(dataset: BeirDataset, root: Path) -> dict[str, float]:
     """Mean nDCG@10 per mode through `SearchIndex.search_articles(k=10)`, the API's code."""
-    from eval.bench import CachedQueryEmbedder
+    from eval.bench import QUERY_BATCH, CachedQueryEmbedder
     from indexer.embedding import default_embedder
     from indexer.search import SearchIndex
 
     vectors = CachedQueryEmbedder(default_embedder())
-    vectors.prefill(list(dataset.queries.values()))  # batched, as txtai's batchsearch does
+    vectors.prefill(list(dataset.queries.values()), batch=QUERY_BATCH)  # batched, as txtai's batchsearch does
     index = SearchIndex.load(root, vectors)
     scores = {}
     for mode in MODES:

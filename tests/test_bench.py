@@ -319,3 +319,23 @@ def test_reports_name_the_settings_their_fusion_reads():
     assert describe_fusion(old) == "additive (BM25 weight 1, depth 100)"
     assert describe_fusion(asdict(SearchConfig(fusion="convex", alpha=0.75))) == "convex (dense weight 0.75, depth 100)"
     assert describe_fusion(asdict(SearchConfig(fusion="rrf", depth=50))) == "rrf (depth 50)"
+
+
+def test_the_quality_pass_embeds_each_query_alone_as_the_service_does():
+    """int8 ONNX quantises a batch's activations together: a query's vector depends on its batch-mates."""
+
+    class BatchDependent(FakeEmbedder):
+        def embed(self, texts):  # type: ignore[no-untyped-def]
+            vectors = super().embed(texts)
+            vectors[:, 0] += 0.01 * len(texts)  # like a scale shared by the batch
+            return vectors
+
+    inner = BatchDependent()
+    texts = ["cats purr", "dogs bark loudly", "a storm over the harbour"]
+    cached = CachedQueryEmbedder(inner)
+    cached.prefill(texts, progress=False)
+    for text in texts:
+        np.testing.assert_array_equal(cached.embed([text])[0], inner.embed([text])[0])
+    batched = CachedQueryEmbedder(inner)
+    batched.prefill(texts, progress=False, batch=len(texts))  # what a batched comparison asks for
+    assert not np.array_equal(batched.embed([texts[0]])[0], inner.embed([texts[0]])[0])
