@@ -45,15 +45,15 @@ class Settings(BaseSettings):
     # Off by default: with the int8 MiniLM on 2 cores a batch costs about as much per query as
     # single calls, and 8 clients got no more searches/s (eval/README.md, Speed).
     micro_batch: bool = Field(default=False, description="embed concurrent queries in shared batches")
-    # Late interaction (indexer/late_interaction.py): 20 passages gave +0.007 / +0.009 nDCG@10 on
-    # SciFact / RealTimeQA test (eval/README.md). Unset, it follows the index: on (20 passages)
-    # for one built with `newsdesk index --late-interaction`, which stores token vectors, off
-    # otherwise. Set on an index without them, each search encodes its top passages again
-    # (0.16-0.65 s a query on 2 cores); 0 turns it off.
+    # Late interaction (indexer/late_interaction.py): the top 40 passages re-scored with the
+    # model's token vectors (eval/README.md, "Late interaction"). Unset, it follows the index: on
+    # (40 passages) for one that stores token vectors, as `newsdesk index` builds by default, off
+    # for one built with --no-late-interaction. Set on an index without them, each search encodes
+    # its top passages again (0.3-1.3 s a query on 2 cores); 0 turns it off.
     late_interaction_depth: int | None = Field(
         default=None, ge=0, le=1000,  # SearchConfig.late_depth (not imported: settings stay light)
         description="hybrid passages re-scored by late interaction per search "
-        "(unset: 20 where the index stores token vectors, else 0; 0: off)",
+        "(unset: 40 where the index stores token vectors, else 0; 0: off)",
     )
     log_level: LogLevel = "info"
     # Live reload: a cheap read of <index_dir>/CURRENT this often; a new id is loaded off the

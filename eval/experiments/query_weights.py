@@ -11,12 +11,15 @@ sum w(t). Schemes:
           from the lexical index the service already has (no new data stored).
 
 The chunks' token vectors are the packaged model's (cached by `eval.experiments.maxsim` in CACHE),
-stored as the service stores them (sign bits); the fused top DEPTH chunks are re-scored as
-`maxsim.rerank_chunks` does, with MaxSim weights WEIGHTS.
+stored as the service stores them (sign bits); the fused top DEPTH chunks (additive fusion,
+BM25 weight 1 unless given) are re-scored as `maxsim.rerank_chunks` does, with MaxSim weights
+WEIGHTS.
 
-    python -m eval.experiments.query_weights OUT.json [DEPTH ...]
+    python -m eval.experiments.query_weights OUT.json [DEPTH[:BM25_WEIGHT] ...]
+    python -m eval.experiments.query_weights plot OUT.json OUT.png
 
-Results: eval/results/late-interaction/query-weights-tune.json (eval/README.md, "idf-weighted MaxSim").
+Results: eval/results/late-interaction/query-weights-tune.json and .png (eval/README.md,
+"idf-weighted MaxSim").
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def lexical_weights(lab, text: str) -> np.ndarray:  # type: ignore[no-untyped-de
     return weights if weights.sum() > 0 else np.ones(len(pieces))
 
 
-def run(dataset: str, depth: int) -> dict[str, object]:
+def run(dataset: str, depth: int, bm25: float = 1.0) -> dict[str, object]:
     lab = load_lab(dataset)
     data = np.load(f"{CACHE}/{dataset}-tokens-base.npz")
     tok = {k: data[k] for k in data.files}
@@ -81,7 +84,7 @@ def run(dataset: str, depth: int) -> dict[str, object]:
     for i in range(len(split.query_ids)):
         cand = np.union1d(F.top(dense[i], 300), F.top(lex[i], 300, positive=True))
         share = lex[i, cand] / ceiling[i] if ceiling[i] > 0 else np.zeros(len(cand))
-        fused = dense[i, cand] + share
+        fused = dense[i, cand] + bm25 * share
         order = np.argsort(-fused, kind="stable")
         head, tail = cand[order[:depth]], cand[order[depth:]]
         plain.append(F.docs_from_chunks(cand[order], lab.chunk_doc, lab.doc_ids))
@@ -96,20 +99,47 @@ def run(dataset: str, depth: int) -> dict[str, object]:
                 docs = F.docs_from_chunks(np.concatenate([rescored, tail]), lab.chunk_doc, lab.doc_ids)
                 ranked[(scheme, m)].append(docs)
     row_out: dict[str, object] = {"set": f"{dataset} {split.name}", "queries": len(split.query_ids), "depth": depth,
+                                  "bm25 weight": bm25,
                                   "no late interaction": round(lab.evaluate(split, plain)["ndcg@10"], 4)}
     for (scheme, m), rankings in ranked.items():
         row_out[f"{scheme} {m:g}"] = round(lab.evaluate(split, rankings)["ndcg@10"], 4)
     return row_out
 
 
+def plot(results: str, png: str) -> None:
+    """nDCG@10 against the MaxSim weight, one panel per tuning split and depth, a line per scheme."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = json.load(open(results, encoding="utf-8"))["rows"]
+    fig, axes = plt.subplots(1, len(rows), figsize=(4 * len(rows), 3.6), sharey=False)
+    for ax, row in zip(np.atleast_1d(axes), rows, strict=True):
+        for scheme, style in (("mean", "o--"), ("idf", "s-"), ("lexidf", "^:")):
+            ax.plot(WEIGHTS, [row[f"{scheme} {m:g}"] for m in WEIGHTS], style, label=scheme)
+        ax.axhline(row["no late interaction"], color="grey", lw=0.8, label="no late interaction")
+        ax.set_title(f"{row['set']}, top {row['depth']} chunks", fontsize=9)
+        ax.set_xlabel("MaxSim weight")
+        ax.set_ylabel("nDCG@10")
+    np.atleast_1d(axes)[0].legend(fontsize=8)
+    fig.suptitle("Late interaction over sign bits: query tokens weighted alike, by idf, by BM25 word idf", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
 def main() -> None:
+    if sys.argv[1] == "plot":
+        plot(sys.argv[2], sys.argv[3])
+        return
     out = sys.argv[1]
-    depths = [int(d) for d in sys.argv[2:]] or [20, 40]
+    parts = [a.partition(":") for a in sys.argv[2:]]
+    settings = [(int(depth), float(weight or 1.0)) for depth, _, weight in parts] or [(20, 1.0), (40, 1.0)]
     rows = []
-    for depth in depths:
+    for depth, bm25 in settings:
         for dataset in SETS:
             started = time.perf_counter()
-            rows.append(run(dataset, depth))
+            rows.append(run(dataset, depth, bm25))
             print(json.dumps(rows[-1]), f"{time.perf_counter() - started:.0f} s", flush=True)
     with open(out, "w", encoding="utf-8") as f:
         json.dump({"machine": "shared 2-core AMD EPYC VM, CPU only", "model": "packaged all-MiniLM-L6-v2, fp32",
