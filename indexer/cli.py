@@ -53,11 +53,6 @@ def cmd_index(args: argparse.Namespace) -> int:
     require_directory_or_new(args.index_dir, "--index-dir")
     logging.getLogger("indexer.corpus").setLevel(logging.WARNING)
     if args.engine == "ray":
-        if args.late_interaction:
-            raise NewsdeskError("--late-interaction is not available with the Ray engine; use --engine local.")
-        if args.late_interaction is None:
-            _say("The Ray engine stores no token vectors, so hybrid search runs without late interaction "
-                 "(--engine local stores them).")
         result = _ray_index(args, corpus)
     else:
         given = [flag for flag, dest in RAY_FLAGS.items() if getattr(args, dest) is not None]
@@ -94,7 +89,8 @@ def _ray_index(args: argparse.Namespace, corpus: Path):  # type: ignore[no-untyp
     options = RayOptions(**{k: v for k, v in given.items() if v is not None})
     # Resolved here, not on each node: a cluster's workers do not see this shell's NEWSDESK_MODEL.
     factory = functools.partial(SentenceTransformerEmbedder, model=model_choice())
-    return ray_index_corpus(corpus, Path(args.index_dir), factory, options, say=_say, rebuild=args.rebuild)
+    return ray_index_corpus(corpus, Path(args.index_dir), factory, options, say=_say, rebuild=args.rebuild,
+                            late_interaction=args.late_interaction)
 
 
 def require_directory_or_new(path: str | None, flag: str) -> None:

@@ -9,7 +9,9 @@ vectors to a file in the build directory as it arrives, restores article order i
 the pipeline's output), and hands chunks and vectors to `indexer.build.write_build`,
 the same writer the local engine uses: the two engines produce the same index
 directory, chunk for chunk. For a large (IVF) build the ordered vectors stay in a file
-too, so the driver never holds them all.
+too, so the driver never holds them all. Unless told not to, the actors also return each
+chunk's token vectors as sign bits (late interaction, indexer/late_interaction.py), which
+the driver puts in article order as it does the vectors.
 
 The corpus is loaded on the driver with `load_corpus`: duplicate detection needs
 every article, and the single-file store and BM25 index are written on the driver
@@ -35,11 +37,20 @@ from typing import Any
 
 import numpy as np
 
-from indexer.build import BuildResult, LexicalConfig, start_build, up_to_date, vector_buffer, write_build
+from indexer.build import (
+    BuildResult,
+    LexicalConfig,
+    start_build,
+    stores_tokens,
+    up_to_date,
+    vector_buffer,
+    write_build,
+)
 from indexer.chunking import Chunk, Chunker, ChunkerConfig, embedding_text
 from indexer.corpus import Article, LoadReport, load_corpus
 from indexer.embedding import Embedder
 from indexer.errors import CorpusError, NewsdeskError
+from indexer.late_interaction import embed_with_tokens, pack_signs
 from indexer.publish import build_lock, publish
 from indexer.tokens import wordpiece_counter
 from indexer.vector_index import choose_factory
@@ -107,21 +118,24 @@ def ray_index_corpus(
     lexical: LexicalConfig | None = None,
     say: Callable[[str], None] = log.info,
     rebuild: bool = False,
+    late_interaction: bool | None = None,
 ) -> BuildResult:
     """Load the corpus at `corpus` and publish an index of it under `root`, built on Ray.
 
-    Like the local engine, nothing is built when the published index is up to date (unless `rebuild`).
+    Like the local engine, nothing is built when the published index is up to date (unless
+    `rebuild`), and the index stores token vectors unless `late_interaction` is False.
     """
     started = time.perf_counter()
     articles, report = load_corpus(corpus)
     say(f"Loaded {corpus}: {report.summary()}")
     if not rebuild:
         current = up_to_date(corpus, root, articles, report, embedder_factory(), chunker, lexical, say=say,
-                             late_interaction=False)  # this engine stores no token vectors
+                             late_interaction=late_interaction)
         if current is not None:
             current.seconds = time.perf_counter() - started
             return current
-    result = ray_build_index(articles, root, embedder_factory, options, chunker, lexical, say, report)
+    result = ray_build_index(articles, root, embedder_factory, options, chunker, lexical, say, report,
+                             late_interaction)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -135,8 +149,10 @@ def ray_build_index(
     lexical: LexicalConfig | None = None,
     say: Callable[[str], None] = log.info,
     report: LoadReport | None = None,
+    late_interaction: bool | None = None,
 ) -> BuildResult:
-    """Chunk and embed `articles` on Ray, then write and publish the index like the local engine."""
+    """Chunk and embed `articles` on Ray, then write and publish the index like the local engine
+    (token vectors included unless `late_interaction` is False)."""
     require_ray()
     if not articles:
         raise CorpusError("No articles to index: the corpus is empty or every file was skipped.")
@@ -146,13 +162,16 @@ def ray_build_index(
     lexical = lexical or LexicalConfig()
     report = report or LoadReport(loaded=len(articles))
     embedder = embedder_factory()  # on the driver only for model_id and dimension: models load lazily
+    tokens = stores_tokens(embedder, late_interaction)
     with build_lock(root):
         build = start_build(root, say)
         with ray_session(options):
-            chunks, vectors = chunk_and_embed(articles, embedder_factory, embedder.dimension, chunker, options, build)
+            chunks, vectors, signs = chunk_and_embed(
+                articles, embedder_factory, embedder.dimension, chunker, options, build, tokens
+            )
         say(f"Chunked and embedded {len(articles)} articles into {len(chunks)} chunks on Ray")
         extra = {"engine": "ray", "ray": options.to_dict()}  # embed_actors None: sized to the cluster
-        write_build(build, articles, chunks, vectors, embedder, chunker, lexical, report, extra=extra)
+        write_build(build, articles, chunks, vectors, embedder, chunker, lexical, report, extra=extra, signs=signs)
         publish(root, build)
     seconds = time.perf_counter() - started
     say(f"Published index {build.name} at {root} ({len(articles)} articles, {len(chunks)} chunks) in {seconds:.1f}s")
@@ -167,11 +186,13 @@ def chunk_and_embed(
     chunker: ChunkerConfig,
     options: RayOptions,
     build: Path,
-) -> tuple[list[Chunk], np.ndarray]:
-    """All chunks of `articles` in article order and their vectors, computed by a Ray Data pipeline.
+    tokens: bool = False,
+) -> tuple[list[Chunk], np.ndarray, list[np.ndarray] | None]:
+    """All chunks of `articles` in article order, their vectors and, with `tokens`, their token
+    vectors' sign bits (else None), computed by a Ray Data pipeline.
 
-    Vectors pass through files in the directory `build` (see `vector_buffer`). Needs a
-    connected Ray (see `ray_session`).
+    Vectors pass through files in the directory `build` (see `vector_buffer`); sign bits are
+    held on the driver, as the local engine holds them. Needs a connected Ray (see `ray_session`).
     """
     import ray.data
 
@@ -189,7 +210,9 @@ def chunk_and_embed(
         )
         .map_batches(
             EmbedBatch,
-            fn_constructor_kwargs={"factory": embedder_factory, "threads": math.ceil(options.cpus_per_actor)},
+            fn_constructor_kwargs={
+                "factory": embedder_factory, "threads": math.ceil(options.cpus_per_actor), "tokens": tokens,
+            },
             compute=ray.data.ActorPoolStrategy(size=actors),
             batch_size=options.embed_batch_size,
             batch_format="numpy",
@@ -197,14 +220,17 @@ def chunk_and_embed(
         )
     )
     parts: dict[str, list[np.ndarray]] = {name: [] for name in ("pos", "ordinal", "start", "end")}
+    arrived_signs: list[bytes] = []  # each chunk's packed sign bits, in the order Ray returned them
     with open(build / ARRIVED_NAME, "wb") as arrived:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             for name, values in parts.items():
                 values.append(np.asarray(batch[name]))
             arrived.write(np.ascontiguousarray(batch["vector"], dtype=np.float32).tobytes())
+            if tokens:
+                arrived_signs.extend(bytes(b) for b in batch["signs"])
     if not parts["pos"]:
         (build / ARRIVED_NAME).unlink()
-        return [], np.zeros((0, dimension), dtype=np.float32)
+        return [], np.zeros((0, dimension), dtype=np.float32), [] if tokens else None
     pos, ordinal, start, end = (
         np.concatenate(parts[name]).astype(np.int64) for name in ("pos", "ordinal", "start", "end")
     )
@@ -215,7 +241,11 @@ def chunk_and_embed(
         Chunk(articles[p].article_id, o, s, e, articles[p].text[s:e])
         for p, o, s, e in zip(pos.tolist(), ordinal.tolist(), start.tolist(), end.tolist(), strict=True)
     ]
-    return chunks, _reorder(build, order, dimension)
+    signs = None
+    if tokens:
+        width = (dimension + 7) // 8
+        signs = [np.frombuffer(arrived_signs[i], dtype=np.uint8).reshape(-1, width) for i in order.tolist()]
+    return chunks, _reorder(build, order, dimension), signs
 
 
 def _reorder(build: Path, order: np.ndarray, dimension: int) -> np.ndarray:
@@ -289,8 +319,9 @@ def _chunker(config: ChunkerConfig) -> Chunker:
 class EmbedBatch:
     """Ray Data actor: loads the embedder once, then embeds batch after batch."""
 
-    def __init__(self, factory: EmbedderFactory, threads: int = 1) -> None:
+    def __init__(self, factory: EmbedderFactory, threads: int = 1, tokens: bool = False) -> None:
         self.embedder = factory()
+        self.tokens = tokens  # also each chunk's token vectors, as packed sign bits
         warm_up = getattr(self.embedder, "warm_up", None)
         if callable(warm_up):
             warm_up()
@@ -299,8 +330,13 @@ class EmbedBatch:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         texts = [str(t) for t in batch["embed_text"]]
-        vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32)
-        return {name: batch[name] for name in ("pos", "ordinal", "start", "end")} | {"vector": vectors}
+        out = {name: batch[name] for name in ("pos", "ordinal", "start", "end")}
+        if not self.tokens:
+            return out | {"vector": np.asarray(self.embedder.embed(texts), dtype=np.float32)}
+        vectors, tokens = embed_with_tokens(self.embedder, texts)  # type: ignore[arg-type]
+        signs = np.empty(len(texts), dtype=object)
+        signs[:] = [pack_signs(t).tobytes() for t in tokens]
+        return out | {"vector": np.asarray(vectors, dtype=np.float32), "signs": signs}
 
 
 @contextlib.contextmanager

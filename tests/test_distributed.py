@@ -27,9 +27,10 @@ from indexer.distributed import (
 )
 from indexer.embedding import FakeEmbedder
 from indexer.errors import NewsdeskError
+from indexer.late_interaction import DF_NAME, SIGN_OFFSETS_NAME, SIGNS_NAME
 from indexer.manifest import IVF_DATA_NAME, LEXICAL_DIR, STORE_NAME, VECTORS_NAME, Manifest
 from indexer.publish import current_build
-from indexer.search import SearchConfig, SearchIndex
+from indexer.search import SearchIndex
 from tests.conftest import SEED_CORPUS
 
 QUERIES = [
@@ -78,7 +79,7 @@ def rows(build: Path, table: str) -> list[tuple]:
 def test_ray_and_local_engines_build_the_same_index(tmp_path: Path, ray_cluster: None):
     articles = synthetic_articles()
     embedder = FakeEmbedder()
-    local = build_index(articles, tmp_path / "local", embedder, progress=False, late_interaction=False)
+    local = build_index(articles, tmp_path / "local", embedder, progress=False)
     ray = ray_build_index(articles, tmp_path / "ray", FakeEmbedder, OPTIONS)
     assert ray.chunks == local.chunks > 100
 
@@ -94,6 +95,9 @@ def test_ray_and_local_engines_build_the_same_index(tmp_path: Path, ray_cluster:
     )
     for name in sorted(p.name for p in (local.path / LEXICAL_DIR).iterdir()):
         assert (ray.path / LEXICAL_DIR / name).read_bytes() == (local.path / LEXICAL_DIR / name).read_bytes(), name
+    # token vectors (late interaction) and their word pieces' frequencies, chunk for chunk
+    for name in (SIGNS_NAME, SIGN_OFFSETS_NAME, DF_NAME):
+        assert (ray.path / name).read_bytes() == (local.path / name).read_bytes(), name
 
     local_manifest, ray_manifest = asdict(Manifest.read(local.path)), asdict(Manifest.read(ray.path))
     assert ray_manifest.pop("extra")["engine"] == "ray"
@@ -132,7 +136,7 @@ def shuffled_batches(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("ray_cluster", "shuffled_batches")
 def test_batches_returned_out_of_order_are_put_back_in_article_order(tmp_path: Path):
     articles = synthetic_articles(12)
-    local = build_index(articles, tmp_path / "local", FakeEmbedder(), progress=False, late_interaction=False)
+    local = build_index(articles, tmp_path / "local", FakeEmbedder(), progress=False)
     ray = ray_build_index(articles, tmp_path / "ray", FakeEmbedder, OPTIONS)
     assert rows(ray.path, "chunks") == rows(local.path, "chunks")
     local_vectors = faiss.read_index(str(local.path / VECTORS_NAME))
@@ -140,6 +144,16 @@ def test_batches_returned_out_of_order_are_put_back_in_article_order(tmp_path: P
     np.testing.assert_array_equal(
         ray_vectors.reconstruct_n(0, ray.chunks), local_vectors.reconstruct_n(0, local.chunks)
     )
+    for name in (SIGNS_NAME, SIGN_OFFSETS_NAME):  # the token vectors are put back in order too
+        assert (ray.path / name).read_bytes() == (local.path / name).read_bytes(), name
+
+
+def test_the_ray_engine_can_leave_token_vectors_out(tmp_path: Path, ray_cluster: None):
+    articles = synthetic_articles(6)
+    local = build_index(articles, tmp_path / "local", FakeEmbedder(), progress=False, late_interaction=False)
+    ray = ray_build_index(articles, tmp_path / "ray", FakeEmbedder, OPTIONS, late_interaction=False)
+    assert not Manifest.read(ray.path).late_interaction and not (ray.path / SIGNS_NAME).exists()
+    assert sorted(p.name for p in ray.path.iterdir()) == sorted(p.name for p in local.path.iterdir())
 
 
 @pytest.mark.usefixtures("ray_cluster", "shuffled_batches")
@@ -149,7 +163,7 @@ def test_a_large_ray_build_streams_its_vectors_into_sharded_ivf(tmp_path: Path, 
     monkeypatch.setattr(ivf, "SHARD_CHUNKS", 10)
     monkeypatch.setattr(distributed, "REORDER_BLOCK", 7)
     articles = synthetic_articles(12)
-    local = build_index(articles, tmp_path / "local", FakeEmbedder(), progress=False, late_interaction=False)
+    local = build_index(articles, tmp_path / "local", FakeEmbedder(), progress=False)
     ray = ray_build_index(articles, tmp_path / "ray", FakeEmbedder, OPTIONS)
     local_manifest, ray_manifest = Manifest.read(local.path), Manifest.read(ray.path)
     assert ray_manifest.vector_index == local_manifest.vector_index
@@ -185,11 +199,9 @@ def test_cli_ray_engine_with_the_real_model(tmp_path: Path, ray_cluster: None, r
     root = tmp_path / "index"
     code = main(["index", str(SEED_CORPUS), "--index-dir", str(root), "--engine", "ray",
                  "--ray-actors", "2", "--ray-cpus-per-actor", "0.5", "--ray-batch-size", "5"])
-    err = capsys.readouterr().err
-    assert code == 0, err
-    assert "stores no token vectors" in err  # so its searches run without late interaction: said, not silent
+    assert code == 0, capsys.readouterr().err
     ray_index = SearchIndex.load(root, real_index.embedder)
-    assert not ray_index.manifest.late_interaction and not ray_index.config.late_interaction
+    assert ray_index.manifest.late_interaction and ray_index.config.late_interaction  # token vectors stored
     assert ray_index.manifest.extra["engine"] == "ray"
     assert rows(ray_index.path, "chunks") == rows(real_index.path, "chunks")
     expected = faiss.read_index(str(real_index.path / VECTORS_NAME))
@@ -198,7 +210,7 @@ def test_cli_ray_engine_with_the_real_model(tmp_path: Path, ray_cluster: None, r
                                rtol=0, atol=1e-4)
     for query in QUERIES:
         assert [h.chunk_id for h in ray_index.search(query, k=10, mode="hybrid")] == [
-            h.chunk_id for h in real_index.search(query, k=10, mode="hybrid", config=SearchConfig())
+            h.chunk_id for h in real_index.search(query, k=10, mode="hybrid")
         ], query
 
 
@@ -235,18 +247,20 @@ def test_lost_or_repeated_chunks_are_detected():
         _check_complete(np.array([0, 0, 0]), np.array([0, 1, 1]))  # ordinal 1 twice
 
 
-@pytest.mark.parametrize("flags, rebuild", [([], False), (["--rebuild"], True)])
+@pytest.mark.parametrize("flags, rebuild, late", [([], False, None), (["--rebuild"], True, None),
+                                                 (["--no-late-interaction"], False, False)])
 def test_cli_passes_rebuild_to_the_ray_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys,
-                                               flags: list[str], rebuild: bool):
-    """The wiring only (the real Ray build is covered above): `--rebuild` reaches ray_index_corpus."""
+                                               flags: list[str], rebuild: bool, late: bool | None):
+    """The wiring only (the real Ray build is covered above): `--rebuild` and
+    `--no-late-interaction` reach ray_index_corpus."""
     calls = []
 
-    def fake_ray_index_corpus(corpus, root, factory, options, say, rebuild):  # type: ignore[no-untyped-def]
-        calls.append(rebuild)
+    def fake_ray_index_corpus(corpus, root, factory, options, say, rebuild, late_interaction):  # type: ignore[no-untyped-def]
+        calls.append((rebuild, late_interaction))
         return BuildResult("id", root, articles=3, chunks=12, seconds=0.1)
 
     monkeypatch.setattr(distributed, "require_ray", lambda: None)
     monkeypatch.setattr(distributed, "ray_index_corpus", fake_ray_index_corpus)
     code = main(["index", str(SEED_CORPUS), "--index-dir", str(tmp_path / "index"), "--engine", "ray", *flags])
     assert code == 0, capsys.readouterr().err
-    assert calls == [rebuild]
+    assert calls == [(rebuild, late)]
