@@ -87,7 +87,8 @@ def apply_change(root: Path, embedder: Embedder, change: Change) -> Applied:
                 f"The published index's chunker or BM25 settings are not ones this newsdesk can repeat ({exc}); "
                 "rebuild it with `newsdesk index`."
             ) from None
-    late = manifest is not None and bool(manifest.late_interaction)  # token vectors stay stored if they were
+    # Token vectors stay stored if they were (and are stored, as by `newsdesk index`, for a first write).
+    late = None if manifest is None else bool(manifest.late_interaction)
     result: BuildResult = build_index(
         merged, root, embedder, chunker, lexical, progress=False, say=log.info, late_interaction=late
     )

@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--late-interaction", action=argparse.BooleanOptionalAction, default=None,
                    help="store each chunk's token vectors (sign bits, 48 bytes a token), so that hybrid search "
                         "re-scores its top 40 passages by late interaction (default: on; --no-late-interaction "
-                        "gives an index about a fifth the size that searches a little less well)")
+                        "gives an index a third to a half the size that searches a little less well)")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: this process; ray: a Ray Data pipeline (needs pip install 'newsdesk[distributed]')")
     p.add_argument("--ray-address", help="Ray cluster, e.g. auto or ray://HOST:10001 (default: start a local one)")

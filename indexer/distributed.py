@@ -161,7 +161,9 @@ def ray_build_index(
     chunker = chunker or ChunkerConfig()
     lexical = lexical or LexicalConfig()
     report = report or LoadReport(loaded=len(articles))
-    embedder = embedder_factory()  # on the driver only for model_id and dimension: models load lazily
+    # On the driver for model_id and dimension (models load lazily) and, when the index stores token
+    # vectors, to count the chunks' word pieces in write_build (its tokenizer loads the model here too).
+    embedder = embedder_factory()
     tokens = stores_tokens(embedder, late_interaction)
     with build_lock(root):
         build = start_build(root, say)

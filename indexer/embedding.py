@@ -129,8 +129,12 @@ class SentenceTransformerEmbedder:
         """Each text's word-piece ids, row for row with `embed_tokens` ([CLS] and [SEP] left out)."""
         self.warm_up()
         assert self._model is not None
-        encoded = self._model.tokenizer(list(texts), truncation=True, max_length=self._model.max_seq_length)
-        return [np.array(ids[1:-1], dtype=np.int64) for ids in encoded["input_ids"]]
+        if not texts:
+            return []
+        # the model's own tokenize, as `encode` calls it (padding on): no tokenizer setting is switched
+        features = self._model.tokenize(list(texts))
+        ids, mask = features["input_ids"].numpy(), features["attention_mask"].numpy().astype(bool)
+        return [row[keep][1:-1].astype(np.int64) for row, keep in zip(ids, mask, strict=True)]
 
 
 class FakeEmbedder:

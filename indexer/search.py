@@ -34,6 +34,9 @@ MODES: tuple[str, ...] = get_args(Mode)
 RRF_K = 60
 log = logging.getLogger(__name__)
 LATE_DEPTH = 40  # passages re-scored when late interaction is turned on (tuned on SciFact train, RealTimeQA dev)
+# An index stored before the word pieces' frequencies (sign-bits-v1) scores MaxSim as a plain mean,
+# which was measured at these settings; at 40 and 1.5 it fell below no late interaction on news.
+PLAIN_MAXSIM = {"late_depth": 20, "late_weight": 0.75}
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,11 @@ def _tokens_key(query: str) -> str:
 
 def default_config(manifest: Manifest) -> SearchConfig:
     """The defaults, with late interaction on for an index built to store token vectors for it."""
-    return SearchConfig(late_depth=LATE_DEPTH if manifest.late_interaction else 0)
+    if not manifest.late_interaction:
+        return SearchConfig()
+    if manifest.late_interaction.get("format") == "sign-bits-v1":
+        return SearchConfig(**PLAIN_MAXSIM)  # type: ignore[arg-type]
+    return SearchConfig(late_depth=LATE_DEPTH)
 
 
 # C0 controls other than tab and line breaks, DEL, and C1 controls other than NEL (a line break).
@@ -187,6 +194,7 @@ class SearchIndex:
         self.embedder = embedder
         self.config = config
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._warned_ids = False
         self._cache_lock = threading.Lock()
         self._sources = np.array([(s or "").casefold() for s in store.article_sources], dtype=object)
         self._dates = np.array([d or "" for d in store.article_dates], dtype=object)
@@ -393,6 +401,10 @@ class SearchIndex:
             passages = self.token_signs.passages(head.tolist())
             query_tokens = self._query_tokens(query)
             ids = token_ids(self.embedder, [query])
+            if ids is not None and len(ids[0]) != len(query_tokens) and not self._warned_ids:
+                self._warned_ids = True  # once: MaxSim falls back to the plain mean for such a query
+                log.warning("%s gives %d word-piece ids for %d token vectors; MaxSim weighs this query's "
+                            "tokens alike", type(self.embedder).__name__, len(ids[0]), len(query_tokens))
             weights = self.token_signs.weights(ids[0] if ids else None)  # idf of each query word piece
         else:  # encoded again, the query in the same call
             rows = self.store.chunks(head.tolist())

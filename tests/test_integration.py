@@ -110,6 +110,17 @@ def test_token_vectors_of_both_backends_agree_and_pool_to_the_sentence_vector(on
     assert onnx_embedder.embed_tokens([]) == [] and real_embedder.embed_tokens([]) == []
 
 
+def test_word_piece_ids_line_up_with_the_token_vectors(onnx_embedder, real_embedder):
+    """idf-weighted MaxSim weighs token vector i by word piece i: both lists must be row for row."""
+    texts = ["", "   ", "\u200b", "比亞迪 and BYD", "Zu\u0308rich ﬁbrosis", "x", " ".join(["electric"] * 400)]
+    for embedder in (onnx_embedder, real_embedder):
+        ids, tokens = embedder.token_ids(texts), embedder.embed_tokens(texts)
+        assert [len(i) for i in ids] == [len(t) for t in tokens], type(embedder).__name__
+        assert len(ids[-1]) == 254  # truncated at the model's 256 word pieces, [CLS] and [SEP] left out
+        assert embedder.token_ids([]) == []
+    np.testing.assert_array_equal(onnx_embedder.token_ids(texts)[3], real_embedder.token_ids(texts)[3])
+
+
 def test_one_onnx_run_gives_the_vectors_and_the_token_vectors(onnx_embedder):
     texts = ["Which company did Daimler team up with for Denza?", "Xiaomi electric car talks " * 20, "cars"]
     vectors, tokens = onnx_embedder.embed_with_tokens(texts)

@@ -211,8 +211,21 @@ def test_an_index_stored_before_word_piece_frequencies_searches_with_plain_maxsi
     (first.path / "manifest.json").write_text(json.dumps(manifest))
     (first.path / DF_NAME).unlink()
     old = SearchIndex.load(root, embedder)
-    assert old.config.late_interaction and old.token_signs.weights(embedder.token_ids([QUERY])[0]) is None
+    assert old.token_signs.weights(embedder.token_ids([QUERY])[0]) is None
+    # the plain mean at the settings it was measured with, not those tuned for the weighted one
+    assert old.config == SearchConfig(late_depth=20, late_weight=0.75)
     assert old.search(QUERY, k=3)
-    again = index_corpus(SEED_CORPUS, root, embedder, progress=False, late_interaction=True)
+    again = index_corpus(SEED_CORPUS, root, embedder, progress=False)  # what `newsdesk index` does
     assert again.index_id != first.index_id and again.embedded == 0  # rebuilt, every vector from the cache
     assert SearchIndex.load(root, embedder).token_signs.frequencies is not None
+
+
+def test_the_first_write_through_the_api_stores_token_vectors_as_newsdesk_index_would(tmp_path: Path):
+    from api.rebuild import Change, apply_change
+    from indexer.corpus import Article
+
+    root = tmp_path / "idx"
+    article = Article("new-1", "Harbour budget", "The council voted on the harbour budget.")
+    apply_change(root, FakeEmbedder(), Change(upserts=[article], deletes=[]))
+    index = SearchIndex.load(root, FakeEmbedder())
+    assert index.manifest.late_interaction["format"] == "sign-bits-v2" and index.config.late_interaction
