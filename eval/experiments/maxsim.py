@@ -120,6 +120,15 @@ def rerank(lab, split, tok: dict, dense: np.ndarray, weights, depth: int, best_o
     return out, alone
 
 
+def fused_chunks(dense: np.ndarray, lex: np.ndarray, ceiling: float, bm25_weight: float = 1.0):  # type: ignore[no-untyped-def]
+    """One query's candidate chunks (top 300 of each side), their additive fused scores, best first
+    (the order), as the service fuses them."""
+    cand = np.union1d(F.top(dense, 300), F.top(lex, 300, positive=True))
+    share = lex[cand] / ceiling if ceiling > 0 else np.zeros(len(cand))
+    fused = dense[cand] + bm25_weight * share
+    return cand, fused, np.argsort(-fused, kind="stable")
+
+
 def rerank_chunks(lab, split, tok: dict, dense: np.ndarray, weights, depth: int, bm25_weight: float = 1.0):  # type: ignore[no-untyped-def]
     """As the service would: the fused top `depth` chunks re-scored, the rest after them; document = best chunk."""
     terms = [analyze(t) for t in split.texts]
@@ -127,10 +136,7 @@ def rerank_chunks(lab, split, tok: dict, dense: np.ndarray, weights, depth: int,
     ceiling = lab.lexicon.ceiling(terms)
     out: dict[float, list[list[str]]] = {m: [] for m in weights}
     for i in range(len(split.query_ids)):
-        cand = np.union1d(F.top(dense[i], 300), F.top(lex[i], 300, positive=True))
-        share = lex[i, cand] / ceiling[i] if ceiling[i] > 0 else np.zeros(len(cand))
-        fused = dense[i, cand] + bm25_weight * share
-        order = np.argsort(-fused, kind="stable")
+        cand, fused, order = fused_chunks(dense[i], lex[i], ceiling[i], bm25_weight)
         head, tail = cand[order[:depth]], cand[order[depth:]]
         row = split.rows[i]
         ms = chunk_maxsim(tok["qt"][tok["qo"][row] : tok["qo"][row + 1]], tok["ct"], tok["co"], head)

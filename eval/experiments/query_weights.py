@@ -32,6 +32,7 @@ import numpy as np
 
 from eval.experiments import fusion as F
 from eval.experiments.finetune import SETS, chunk_text, load_lab
+from eval.experiments.maxsim import fused_chunks
 from indexer.analysis import analyze, terms_with_offsets
 from indexer.late_interaction import document_frequencies, idf_weights, pack_signs, unpack_signs
 from indexer.onnx_embedder import _tokenizer
@@ -82,10 +83,7 @@ def run(dataset: str, depth: int, bm25: float = 1.0) -> dict[str, object]:
     ranked: dict[tuple[str, float], list[list[str]]] = {(s, m): [] for s in schemes for m in WEIGHTS}
     plain: list[list[str]] = []
     for i in range(len(split.query_ids)):
-        cand = np.union1d(F.top(dense[i], 300), F.top(lex[i], 300, positive=True))
-        share = lex[i, cand] / ceiling[i] if ceiling[i] > 0 else np.zeros(len(cand))
-        fused = dense[i, cand] + bm25 * share
-        order = np.argsort(-fused, kind="stable")
+        cand, fused, order = fused_chunks(dense[i], lex[i], ceiling[i], bm25)
         head, tail = cand[order[:depth]], cand[order[depth:]]
         plain.append(F.docs_from_chunks(cand[order], lab.chunk_doc, lab.doc_ids))
         row = split.rows[i]
