@@ -23,6 +23,7 @@ from indexer.incremental import Spans, article_key, published_spans
 from indexer.ivf import is_ivf
 from indexer.late_interaction import (
     SIGNS_FORMAT,
+    SignSpool,
     TokenEmbedder,
     embed_with_tokens,
     pack_signs,
@@ -42,7 +43,6 @@ EMBED_BATCH = 256
 CACHE_BLOCK = 10_000  # cached vectors read at a time, so a rebuild never loads the whole cache
 # An IVF build's embedded vectors, in chunk order, until they are indexed (then removed).
 VECTOR_BUFFER_NAME = "embedded-vectors.npy"
-_NO_SIGNS = np.zeros((0, 0), dtype=np.uint8)  # a slot not yet filled by embed_texts
 
 
 @dataclass(frozen=True)
@@ -195,12 +195,16 @@ def build_index(
         texts = [embedding_text(titles[c.article_id], c.text, chunker) for c in chunks]
         factory = faiss_factory or choose_factory(len(chunks))
         vectors = vector_buffer(build, len(chunks), embedder.dimension, factory)
-        signs: list[np.ndarray] | None = [_NO_SIGNS] * len(chunks) if late_interaction else None
-        with EmbeddingCache.for_index(root, embedder) if cache else contextlib.nullcontext() as vector_cache:
-            embedded = embed_texts(embedder, texts, progress, vector_cache, out=vectors, signs=signs)[1]
-        if cache:
-            say(f"Embedded {embedded} chunks, reused {len(chunks) - embedded} from the embedding cache")
-        write_build(build, articles, chunks, vectors, embedder, chunker, lexical, report, factory, signs=signs)
+        signs = SignSpool(build, len(chunks), embedder.dimension) if late_interaction else None
+        try:
+            with EmbeddingCache.for_index(root, embedder) if cache else contextlib.nullcontext() as vector_cache:
+                embedded = embed_texts(embedder, texts, progress, vector_cache, out=vectors, signs=signs)[1]
+            if cache:
+                say(f"Embedded {embedded} chunks, reused {len(chunks) - embedded} from the embedding cache")
+            write_build(build, articles, chunks, vectors, embedder, chunker, lexical, report, factory, signs=signs)
+        finally:
+            if signs is not None:
+                signs.remove()
         publish(root, build)
         if cache:
             # Only once published: vectors of deleted or edited chunks leave the cache.
@@ -250,7 +254,7 @@ def write_build(
     report: LoadReport,
     faiss_factory: str | None = None,
     extra: dict[str, object] | None = None,
-    signs: Sequence[np.ndarray] | None = None,
+    signs: Sequence[np.ndarray] | SignSpool | None = None,
 ) -> None:
     """Write chunked, embedded articles into the build directory `build`, manifest last; publish is next.
 
@@ -320,7 +324,7 @@ def embed_texts(
     progress: bool | None = None,
     cache: EmbeddingCache | None = None,
     out: np.ndarray | None = None,
-    signs: list[np.ndarray] | None = None,
+    signs: list[np.ndarray] | SignSpool | None = None,
 ) -> tuple[np.ndarray, int]:
     """Vectors for `texts` (written into `out` when given) and how many were computed.
 

@@ -31,7 +31,7 @@ The passages' token vectors come from one of two places:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -41,6 +41,7 @@ from indexer.errors import CorruptIndex
 
 SIGNS_NAME = "token-signs.npy"  # uint8 [tokens, dimension / 8]: every chunk's token vectors' sign bits
 SIGN_OFFSETS_NAME = "token-offsets.npy"  # int64 [chunks + 1]: chunk i's tokens are rows offsets[i]:offsets[i+1]
+SPOOL_NAME = "token-signs.spool"  # during a build: sign bits in the order they were embedded
 DF_NAME = "token-df.npy"  # int64 [2, pieces]: word-piece ids (ascending) and how many chunks hold each
 # v2: the index also stores its word pieces' chunk frequencies (DF_NAME), for idf-weighted MaxSim.
 SIGNS_FORMAT = "sign-bits-v2"
@@ -152,7 +153,7 @@ def unpack_signs(bits: np.ndarray, dimension: int) -> np.ndarray:
 
 
 def write_token_signs(
-    directory: Path, signs: Sequence[np.ndarray], dimension: int, frequencies: np.ndarray
+    directory: Path, signs: Sequence[np.ndarray] | SignSpool, dimension: int, frequencies: np.ndarray
 ) -> dict[str, object]:
     """Store every chunk's packed sign bits (row i of `signs` is chunk i) and the word pieces' chunk
     frequencies (`document_frequencies`) in `directory`; the manifest's figures."""
@@ -160,7 +161,8 @@ def write_token_signs(
     offsets = np.zeros(len(signs) + 1, dtype=np.int64)
     np.cumsum([len(s) for s in signs], out=offsets[1:])
     out = np.lib.format.open_memmap(directory / SIGNS_NAME, mode="w+", dtype=np.uint8, shape=(int(offsets[-1]), width))
-    for i, chunk in enumerate(signs):
+    for i in range(len(signs)):
+        chunk = signs[i]
         if len(chunk):
             out[offsets[i] : offsets[i + 1]] = chunk
     out.flush()
@@ -168,6 +170,51 @@ def write_token_signs(
     np.save(directory / SIGN_OFFSETS_NAME, offsets)
     np.save(directory / DF_NAME, np.asarray(frequencies, dtype=np.int64).reshape(2, -1))
     return {"format": SIGNS_FORMAT, "tokens": int(offsets[-1]), "bytes": int(offsets[-1]) * width}
+
+
+class SignSpool:
+    """Every chunk's packed sign bits as a build gets them, in any order, kept in a file of the
+    build directory rather than in memory (a large corpus has gigabytes of them); read back in
+    chunk order by `write_token_signs`, which fails on a chunk that never got any."""
+
+    def __init__(self, directory: Path, chunks: int, dimension: int) -> None:
+        self.path = directory / SPOOL_NAME
+        self.width = (dimension + 7) // 8
+        self.start = np.full(chunks, -1, dtype=np.int64)  # first row of each chunk in the spool
+        self.count = np.zeros(chunks, dtype=np.int64)
+        self._rows = 0
+        self._file = open(self.path, "wb")  # noqa: SIM115 (closed by the first read or `remove`)
+        self._read: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    def __setitem__(self, chunk: int, bits: np.ndarray) -> None:
+        bits = np.ascontiguousarray(bits, dtype=np.uint8)
+        if bits.ndim != 2 or bits.shape[1] != self.width:
+            raise ValueError(f"sign bits of shape {bits.shape} for rows of {self.width} bytes")
+        self._file.write(bits.tobytes())
+        self.start[chunk], self.count[chunk] = self._rows, len(bits)
+        self._rows += len(bits)
+
+    def __getitem__(self, chunk: int) -> np.ndarray:
+        if self.start[chunk] < 0:
+            raise ValueError(f"chunk {chunk} got no token vectors")
+        if self._read is None:
+            self._file.close()
+            shape = (self._rows, self.width)
+            empty = self._rows == 0  # a file of 0 bytes cannot be mapped
+            self._read = np.zeros(shape, np.uint8) if empty else np.memmap(self.path, np.uint8, "r", shape=shape)
+        return self._read[self.start[chunk] : self.start[chunk] + self.count[chunk]]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[i] for i in range(len(self)))
+
+    def remove(self) -> None:
+        """Delete the spool file (once the build has written its token vectors, or failed)."""
+        self._file.close()
+        self._read = None
+        self.path.unlink(missing_ok=True)
 
 
 class TokenSigns:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexer.late_interaction import document_frequencies, idf_weights, maxsim, normalise_rows
+from indexer.late_interaction import document_frequencies, idf_weights, maxsim, normalise_rows, pack_signs
 
 
 def _unit(rows: list[list[float]]) -> np.ndarray:
@@ -92,3 +92,36 @@ def test_idf_weights_are_bm25s_and_an_unseen_piece_weighs_most():
     np.testing.assert_allclose(weights, expected)
     assert weights[0] < weights[1] < weights[2] < weights[3]
     np.testing.assert_allclose(idf_weights(np.zeros((2, 0), np.int64), 4, np.array([1, 2])), [expected[3]] * 2)
+
+
+def test_a_sign_spool_takes_chunks_in_any_order_and_gives_them_back_in_chunk_order(tmp_path):
+    from indexer.late_interaction import SPOOL_NAME, SignSpool, write_token_signs
+
+    rng = np.random.default_rng(0)
+    chunks = [pack_signs(rng.standard_normal((n, 16))) for n in (3, 0, 5, 1)]
+    spool = SignSpool(tmp_path, len(chunks), 16)
+    for i in (2, 0, 3, 1):  # the order a build embeds them in: cached first, then by length
+        spool[i] = chunks[i]
+    assert (tmp_path / SPOOL_NAME).exists() and len(spool) == 4
+    for got, want in zip(spool, chunks, strict=True):
+        np.testing.assert_array_equal(got, want)
+    write_token_signs(tmp_path, spool, 16, np.zeros((2, 0), np.int64))
+    stored = np.load(tmp_path / "token-signs.npy")
+    np.testing.assert_array_equal(stored, np.vstack(chunks))
+    spool.remove()
+    assert not (tmp_path / SPOOL_NAME).exists()
+
+
+def test_a_sign_spool_refuses_a_chunk_that_got_no_token_vectors(tmp_path):
+    from indexer.late_interaction import SignSpool, write_token_signs
+
+    spool = SignSpool(tmp_path, 2, 16)
+    spool[1] = pack_signs(np.ones((2, 16)))
+    with pytest.raises(ValueError, match="chunk 0 got no token vectors"):
+        write_token_signs(tmp_path, spool, 16, np.zeros((2, 0), np.int64))
+    spool.remove()
+    (tmp_path / "other").mkdir()
+    narrow = SignSpool(tmp_path / "other", 1, 16)
+    with pytest.raises(ValueError, match="rows of 2 bytes"):
+        narrow[0] = np.zeros((1, 3), np.uint8)
+    narrow.remove()

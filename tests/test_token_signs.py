@@ -13,7 +13,7 @@ from indexer.chunking import embedding_text
 from indexer.corpus import load_corpus
 from indexer.embedding import FakeEmbedder
 from indexer.errors import CorruptIndex, NewsdeskError
-from indexer.late_interaction import DF_NAME, SIGNS_NAME, pack_signs, unpack_signs
+from indexer.late_interaction import DF_NAME, SIGNS_NAME, SPOOL_NAME, pack_signs, unpack_signs
 from indexer.publish import current_build
 from indexer.search import LATE_DEPTH, SearchConfig, SearchIndex
 from tests.conftest import SEED_CORPUS
@@ -41,6 +41,7 @@ def test_the_index_stores_every_chunks_token_sign_bits(late_root: Path):
     assert figures["format"] == "sign-bits-v2"
     assert figures["tokens"] == sum(len(t) for t in tokens) > index.vectors.ntotal
     assert figures["bytes"] == figures["tokens"] * embedder.dimension // 8
+    assert not (index.path / SPOOL_NAME).exists()  # the build's spool of sign bits is gone
     stored = index.token_signs.passages(range(index.vectors.ntotal))
     for chunk, expected in zip(stored, tokens, strict=True):
         np.testing.assert_array_equal(chunk, unpack_signs(pack_signs(expected), embedder.dimension))
