@@ -50,7 +50,7 @@ from indexer.chunking import Chunk, Chunker, ChunkerConfig, embedding_text
 from indexer.corpus import Article, LoadReport, load_corpus
 from indexer.embedding import Embedder
 from indexer.errors import CorpusError, NewsdeskError
-from indexer.late_interaction import embed_with_tokens, pack_signs
+from indexer.late_interaction import SPOOL_NAME, SignSpool, embed_with_tokens, pack_signs
 from indexer.publish import build_lock, publish
 from indexer.tokens import wordpiece_counter
 from indexer.vector_index import choose_factory
@@ -174,6 +174,7 @@ def ray_build_index(
         say(f"Chunked and embedded {len(articles)} articles into {len(chunks)} chunks on Ray")
         extra = {"engine": "ray", "ray": options.to_dict()}  # embed_actors None: sized to the cluster
         write_build(build, articles, chunks, vectors, embedder, chunker, lexical, report, extra=extra, signs=signs)
+        (build / SPOOL_NAME).unlink(missing_ok=True)
         publish(root, build)
     seconds = time.perf_counter() - started
     say(f"Published index {build.name} at {root} ({len(articles)} articles, {len(chunks)} chunks) in {seconds:.1f}s")
@@ -193,8 +194,8 @@ def chunk_and_embed(
     """All chunks of `articles` in article order, their vectors and, with `tokens`, their token
     vectors' sign bits (else None), computed by a Ray Data pipeline.
 
-    Vectors pass through files in the directory `build` (see `vector_buffer`); sign bits are
-    held on the driver, as the local engine holds them. Needs a connected Ray (see `ray_session`).
+    Vectors pass through files in the directory `build` (see `vector_buffer`), and so do sign
+    bits (a `SignSpool`; the caller removes it once written). Needs a connected Ray (see `ray_session`).
     """
     import ray.data
 
@@ -222,14 +223,15 @@ def chunk_and_embed(
         )
     )
     parts: dict[str, list[np.ndarray]] = {name: [] for name in ("pos", "ordinal", "start", "end")}
-    arrived_signs: list[bytes] = []  # each chunk's packed sign bits, in the order Ray returned them
+    spool = SignSpool(build, 0, dimension) if tokens else None  # sign bits in the order Ray returned them
     with open(build / ARRIVED_NAME, "wb") as arrived:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             for name, values in parts.items():
                 values.append(np.asarray(batch[name]))
             arrived.write(np.ascontiguousarray(batch["vector"], dtype=np.float32).tobytes())
-            if tokens:
-                arrived_signs.extend(bytes(b) for b in batch["signs"])
+            if spool is not None:
+                for packed in batch["signs"]:
+                    spool[len(spool)] = np.frombuffer(packed, dtype=np.uint8).reshape(-1, spool.width)
     if not parts["pos"]:
         (build / ARRIVED_NAME).unlink()
         return [], np.zeros((0, dimension), dtype=np.float32), [] if tokens else None
@@ -243,10 +245,8 @@ def chunk_and_embed(
         Chunk(articles[p].article_id, o, s, e, articles[p].text[s:e])
         for p, o, s, e in zip(pos.tolist(), ordinal.tolist(), start.tolist(), end.tolist(), strict=True)
     ]
-    signs = None
-    if tokens:
-        width = (dimension + 7) // 8
-        signs = [np.frombuffer(arrived_signs[i], dtype=np.uint8).reshape(-1, width) for i in order.tolist()]
+    # views of the spool in article order (read from disk only when written)
+    signs = [spool[i] for i in order.tolist()] if spool is not None else None
     return chunks, _reorder(build, order, dimension), signs
 
 

@@ -175,29 +175,38 @@ def write_token_signs(
 class SignSpool:
     """Every chunk's packed sign bits as a build gets them, in any order, kept in a file of the
     build directory rather than in memory (a large corpus has gigabytes of them); read back in
-    chunk order by `write_token_signs`, which fails on a chunk that never got any."""
+    chunk order by `write_token_signs`, which fails on a chunk that never got any. `chunks` is
+    how many there will be; the spool grows for more (the Ray engine numbers them as they arrive)."""
 
     def __init__(self, directory: Path, chunks: int, dimension: int) -> None:
         self.path = directory / SPOOL_NAME
         self.width = (dimension + 7) // 8
         self.start = np.full(chunks, -1, dtype=np.int64)  # first row of each chunk in the spool
         self.count = np.zeros(chunks, dtype=np.int64)
+        self._size = chunks
         self._rows = 0
         self._file = open(self.path, "wb")  # noqa: SIM115 (closed by the first read or `remove`)
         self._read: np.ndarray | None = None
 
     def __len__(self) -> int:
-        return len(self.start)
+        return self._size
 
     def __setitem__(self, chunk: int, bits: np.ndarray) -> None:
         bits = np.ascontiguousarray(bits, dtype=np.uint8)
         if bits.ndim != 2 or bits.shape[1] != self.width:
             raise ValueError(f"sign bits of shape {bits.shape} for rows of {self.width} bytes")
+        if chunk >= len(self.start):  # grow, doubling
+            extra = max(chunk + 1, 2 * len(self.start)) - len(self.start)
+            self.start = np.concatenate([self.start, np.full(extra, -1, dtype=np.int64)])
+            self.count = np.concatenate([self.count, np.zeros(extra, dtype=np.int64)])
+        self._size = max(self._size, chunk + 1)
         self._file.write(bits.tobytes())
         self.start[chunk], self.count[chunk] = self._rows, len(bits)
         self._rows += len(bits)
 
     def __getitem__(self, chunk: int) -> np.ndarray:
+        if not 0 <= chunk < self._size:
+            raise IndexError(chunk)
         if self.start[chunk] < 0:
             raise ValueError(f"chunk {chunk} got no token vectors")
         if self._read is None:

@@ -27,7 +27,7 @@ from indexer.distributed import (
 )
 from indexer.embedding import FakeEmbedder
 from indexer.errors import NewsdeskError
-from indexer.late_interaction import DF_NAME, SIGN_OFFSETS_NAME, SIGNS_NAME
+from indexer.late_interaction import DF_NAME, SIGN_OFFSETS_NAME, SIGNS_NAME, SPOOL_NAME
 from indexer.manifest import IVF_DATA_NAME, LEXICAL_DIR, STORE_NAME, VECTORS_NAME, Manifest
 from indexer.publish import current_build
 from indexer.search import SearchIndex
@@ -98,6 +98,7 @@ def test_ray_and_local_engines_build_the_same_index(tmp_path: Path, ray_cluster:
     # token vectors (late interaction) and their word pieces' frequencies, chunk for chunk
     for name in (SIGNS_NAME, SIGN_OFFSETS_NAME, DF_NAME):
         assert (ray.path / name).read_bytes() == (local.path / name).read_bytes(), name
+    assert not (ray.path / SPOOL_NAME).exists()  # the driver's spool of sign bits is gone
 
     local_manifest, ray_manifest = asdict(Manifest.read(local.path)), asdict(Manifest.read(ray.path))
     assert ray_manifest.pop("extra")["engine"] == "ray"

@@ -125,3 +125,18 @@ def test_a_sign_spool_refuses_a_chunk_that_got_no_token_vectors(tmp_path):
     with pytest.raises(ValueError, match="rows of 2 bytes"):
         narrow[0] = np.zeros((1, 3), np.uint8)
     narrow.remove()
+
+
+def test_a_sign_spool_grows_for_chunks_numbered_as_they_arrive(tmp_path):
+    from indexer.late_interaction import SignSpool
+
+    spool = SignSpool(tmp_path, 0, 16)
+    arrived = [pack_signs(np.full((n, 16), (-1) ** n)) for n in (2, 1, 3, 1, 2)]
+    for bits in arrived:
+        spool[len(spool)] = bits
+    assert len(spool) == 5
+    for got, want in zip(spool, arrived, strict=True):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(IndexError):
+        spool[5]
+    spool.remove()
