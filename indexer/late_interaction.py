@@ -45,6 +45,7 @@ SPOOL_NAME = "token-signs.spool"  # during a build: sign bits in the order they 
 DF_NAME = "token-df.npy"  # int64 [2, pieces]: word-piece ids (ascending) and how many chunks hold each
 # v2: the index also stores its word pieces' chunk frequencies (DF_NAME), for idf-weighted MaxSim.
 SIGNS_FORMAT = "sign-bits-v2"
+PLAIN_SIGNS_FORMAT = "sign-bits-v1"  # sign bits only: MaxSim is a plain mean
 
 
 @runtime_checkable
@@ -108,11 +109,8 @@ def document_frequencies(ids_per_chunk: Iterable[np.ndarray], block: int = 10_00
 def text_frequencies(embedder: object, texts: Sequence[str], block: int = 10_000) -> np.ndarray:
     """`document_frequencies` of the word pieces of `texts` (tokenised a block at a time); none if the
     embedder cannot give word-piece ids, and MaxSim is then a plain mean."""
-    if getattr(embedder, "token_ids", None) is None:
-        return np.zeros((2, 0), dtype=np.int64)
-    return document_frequencies(
-        ids for start in range(0, len(texts), block) for ids in token_ids(embedder, texts[start : start + block]) or []
-    )
+    blocks = (token_ids(embedder, texts[start : start + block]) for start in range(0, len(texts), block))
+    return document_frequencies(ids for piece_ids in blocks if piece_ids is not None for ids in piece_ids)
 
 
 def idf_weights(frequencies: np.ndarray, chunks: int, ids: np.ndarray) -> np.ndarray:
@@ -230,11 +228,11 @@ class TokenSigns:
     """The stored sign bits of an index's chunks, mapped from disk (read only for the passages asked for)."""
 
     def __init__(self, directory: Path, chunks: int, dimension: int, stored_format: str = SIGNS_FORMAT) -> None:
-        """`stored_format` is the manifest's: an index of sign-bits-v1 has no word-piece frequencies (plain MaxSim)."""
+        """`stored_format` is the manifest's: a PLAIN_SIGNS_FORMAT index has no word-piece frequencies."""
         try:
             self.bits = np.load(directory / SIGNS_NAME, mmap_mode="r")
             self.offsets = np.load(directory / SIGN_OFFSETS_NAME)
-            self.frequencies = np.load(directory / DF_NAME) if stored_format != "sign-bits-v1" else None
+            self.frequencies = np.load(directory / DF_NAME) if stored_format != PLAIN_SIGNS_FORMAT else None
         except (OSError, ValueError) as exc:
             raise CorruptIndex(
                 f"{directory}: the stored token vectors cannot be read ({exc}); rebuild the index."
