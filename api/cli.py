@@ -53,11 +53,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
-    from api.reload import load_checked, search_config
+    from api.reload import load_checked
 
     # Every file, and one search, before listening: a truncated, damaged or mismatched
     # index stops the command here (exit 2, naming the file) instead of being served.
-    index = load_checked(settings.index_dir, embedder, search_config(settings))
+    index = load_checked(settings.index_dir, embedder, settings.late_interaction_depth)
     url = service_url(settings.host, settings.port)
     print(f"newsdesk: serving {settings.index_dir} at {url}  (API docs: {url}docs; Ctrl+C stops)", flush=True)
     uvicorn.run(create_app(settings, embedder=embedder, index=index), host=settings.host, port=settings.port,

@@ -26,7 +26,7 @@ from indexer.embedding import Embedder
 from indexer.errors import CorruptIndex, IncompatibleIndex, NewsdeskError
 from indexer.manifest import MANIFEST_NAME
 from indexer.publish import BUILDS_DIR, current_id
-from indexer.search import SearchConfig, SearchIndex
+from indexer.search import SearchIndex
 
 # Uvicorn configures this logger, so these messages show beside its own.
 log = logging.getLogger("uvicorn.error")
@@ -61,7 +61,7 @@ class IndexManager:
 
     def load(self) -> SearchIndex:
         """Load and check the published index (blocking: call it in a worker thread)."""
-        return load_checked(self.root, self.embedder, search_config(self.settings))
+        return load_checked(self.root, self.embedder, self.settings.late_interaction_depth)
 
     async def start(self, preloaded: SearchIndex | None = None) -> None:
         """Serve `preloaded` (already checked), or load the published index; on failure serve 503s that say why."""
@@ -137,18 +137,12 @@ class IndexManager:
             self.holder.swap(None, message)
 
 
-def search_config(settings: Settings) -> SearchConfig | None:
-    """The search settings a server runs with: the defaults, but for a late-interaction depth that
-    was set; None (not set) lets each loaded index choose, on where it stores token vectors."""
-    if settings.late_interaction_depth is None:
-        return None
-    return SearchConfig(late_depth=settings.late_interaction_depth)
+def load_checked(root: Path, embedder: Embedder, late_depth: int | None = None) -> SearchIndex:
+    """Load the index published under `root` and run one search on it; NewsdeskError naming the file if bad.
 
-
-def load_checked(root: Path, embedder: Embedder, config: SearchConfig | None = None) -> SearchIndex:
-    """Load the index published under `root` and run one search on it; NewsdeskError naming the file if bad."""
+    `late_depth` is the server's late-interaction setting (None: the index's default)."""
     try:
-        index = SearchIndex.load(root, embedder, config)
+        index = SearchIndex.load(root, embedder, late_depth=late_depth)
     except NewsdeskError as exc:
         raise _naming_the_file(exc, root) from None
     # A real search touches every part (model, vectors, BM25, chunk store) before any

@@ -48,12 +48,13 @@ class Settings(BaseSettings):
     # Late interaction (indexer/late_interaction.py): the top 40 passages re-scored with the
     # model's token vectors (eval/README.md, "Late interaction"). Unset, it follows the index: on
     # (40 passages) for one that stores token vectors, as `newsdesk index` builds by default, off
-    # for one built with --no-late-interaction. Set on an index without them, each search encodes
-    # its top passages again (0.16-0.65 s a query at depth 20 on 2 cores); 0 turns it off.
+    # for one built with --no-late-interaction. Set, it changes only the depth: the weight stays the
+    # one that suits the index (`indexer.search.default_config`). On an index without token vectors
+    # each search encodes its top passages again (0.16-0.65 s a query at depth 20 on 2 cores); 0: off.
     late_interaction_depth: int | None = Field(
         default=None, ge=0, le=1000,  # SearchConfig.late_depth (not imported: settings stay light)
         description="hybrid passages re-scored by late interaction per search "
-        "(unset: 40 where the index stores token vectors, else 0; 0: off)",
+        "(unset: the index's default, 40 where it stores token vectors, else 0; 0: off)",
     )
     log_level: LogLevel = "info"
     # Live reload: a cheap read of <index_dir>/CURRENT this often; a new id is loaded off the

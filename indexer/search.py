@@ -21,7 +21,7 @@ from indexer.chunking import ChunkerConfig, embedding_text
 from indexer.corpus import Article
 from indexer.embedding import Embedder
 from indexer.errors import CorruptIndex, InvalidQuery
-from indexer.late_interaction import PLAIN_SIGNS_FORMAT, TokenEmbedder, TokenSigns, maxsim, token_ids
+from indexer.late_interaction import SIGNS_FORMAT, TokenEmbedder, TokenSigns, maxsim, token_ids
 from indexer.lexical import LexicalIndex
 from indexer.manifest import LEXICAL_DIR, STORE_NAME, VECTORS_NAME, Manifest
 from indexer.publish import current_build
@@ -34,6 +34,7 @@ MODES: tuple[str, ...] = get_args(Mode)
 RRF_K = 60
 log = logging.getLogger(__name__)
 LATE_DEPTH = 40  # passages re-scored when late interaction is turned on (tuned on SciFact train, RealTimeQA dev)
+PLAIN_LATE_DEPTH, PLAIN_LATE_WEIGHT = 20, 0.75  # the same for MaxSim as a plain mean (see default_config)
 
 
 @dataclass(frozen=True)
@@ -92,15 +93,20 @@ def _tokens_key(query: str) -> str:
     return f"\0tokens\0{query}"
 
 
-def default_config(manifest: Manifest) -> SearchConfig:
-    """The defaults, with late interaction on for an index built to store token vectors for it."""
-    if not manifest.late_interaction:
-        return SearchConfig()
-    if manifest.late_interaction.get("format") == PLAIN_SIGNS_FORMAT:
-        # MaxSim as a plain mean, at the settings it was measured with: at 40 passages and weight
-        # 1.5 it fell below no late interaction on RealTimeQA dev.
-        return SearchConfig(late_depth=20, late_weight=0.75)
-    return SearchConfig(late_depth=LATE_DEPTH)
+def default_config(manifest: Manifest, late_depth: int | None = None) -> SearchConfig:
+    """The defaults for this index: late interaction on where it stores token vectors, weighted
+    as its MaxSim can be. `late_depth` (a server's setting) overrides how many passages are
+    re-scored (0: off) and keeps the weight that suits the index."""
+    stored = manifest.late_interaction
+    if stored.get("format") == SIGNS_FORMAT:  # idf-weighted MaxSim
+        return SearchConfig(late_depth=LATE_DEPTH if late_depth is None else late_depth)
+    if not stored and not late_depth:
+        return SearchConfig()  # off: no token vectors stored, and none asked for
+    # MaxSim as a plain mean (an index of PLAIN_SIGNS_FORMAT, or passages encoded again at search
+    # time), at the settings it was measured with: at 40 passages and weight 1.5 it fell below no
+    # late interaction on RealTimeQA dev.
+    return SearchConfig(late_depth=PLAIN_LATE_DEPTH if late_depth is None else late_depth,
+                        late_weight=PLAIN_LATE_WEIGHT)
 
 
 # C0 controls other than tab and line breaks, DEL, and C1 controls other than NEL (a line break).
@@ -202,8 +208,13 @@ class SearchIndex:
         self._chunker = ChunkerConfig(**{k: v for k, v in manifest.chunker.items() if k in known})
 
     @classmethod
-    def load(cls, root: Path | str, embedder: Embedder, config: SearchConfig | None = None) -> SearchIndex:
-        """Load the published index under `root`, refusing a mismatched or damaged one."""
+    def load(
+        cls, root: Path | str, embedder: Embedder, config: SearchConfig | None = None, late_depth: int | None = None
+    ) -> SearchIndex:
+        """Load the published index under `root`, refusing a mismatched or damaged one.
+
+        Without `config` it searches with the index's defaults (`default_config`), re-scoring
+        `late_depth` passages by late interaction where that is given."""
         build = current_build(Path(root))
         manifest = Manifest.read(build)
         manifest.check_compatible(embedder.model_id, embedder.dimension)
@@ -223,7 +234,7 @@ class SearchIndex:
             TokenSigns(build, store.chunk_count, manifest.dimension, str(manifest.late_interaction.get("format")))
             if manifest.late_interaction else None
         )
-        config = config or default_config(manifest)
+        config = config or default_config(manifest, late_depth)
         if config.late_interaction and not isinstance(embedder, TokenEmbedder):
             log.warning("Late interaction is on but %s gives no token vectors; hybrid search runs without it.",
                         type(embedder).__name__)

@@ -221,17 +221,34 @@ def test_a_call_can_override_the_fusion_and_the_answer_path_keeps_its_calibrated
 
 
 def test_the_service_setting_follows_the_index_unless_set_and_turns_late_interaction_on(index_root: Path):
-    from api.reload import load_checked, search_config
+    from api.reload import load_checked
     from api.settings import Settings
 
-    assert Settings().late_interaction_depth is None and search_config(Settings()) is None  # the index decides
+    assert Settings().late_interaction_depth is None  # the index decides
     assert not load_checked(index_root, FakeEmbedder(), None).config.late_interaction  # it stores no token vectors
-    assert search_config(Settings(late_interaction_depth=0)) == SearchConfig()
+    assert not load_checked(index_root, FakeEmbedder(), 0).config.late_interaction
     assert Settings(late_interaction_depth=" ").late_interaction_depth is None  # NEWSDESK_..._DEPTH= is unset
-    on = search_config(Settings(late_interaction_depth=3))
-    assert on.late_interaction and on.late_depth == 3
-    served = load_checked(index_root, FakeEmbedder(), on)
-    direct = SearchIndex.load(index_root, FakeEmbedder(), SearchConfig(late_depth=3))
+    served = load_checked(index_root, FakeEmbedder(), 3)
+    # passages encoded again at search time: MaxSim is a plain mean, at the weight measured for it
+    assert served.config == SearchConfig(late_depth=3, late_weight=0.75)
+    direct = SearchIndex.load(index_root, FakeEmbedder(), SearchConfig(late_depth=3, late_weight=0.75))
     assert [h.score for h in served.search(QUERY, k=5)] == [h.score for h in direct.search(QUERY, k=5)]
     assert served.rank(QUERY, 5, "hybrid")[1].tolist() != SearchIndex.load(index_root, FakeEmbedder()).rank(
         QUERY, 5, "hybrid")[1].tolist()
+
+
+def test_a_set_depth_keeps_the_weight_each_index_calls_for():
+    from indexer.manifest import Manifest
+    from indexer.search import LATE_DEPTH, default_config
+
+    def manifest(stored: dict) -> Manifest:
+        return Manifest(index_id="x", model_id="m", dimension=8, chunker={}, lexical={}, faiss_factory="Flat",
+                        counts={}, corpus_fingerprint="", created_at="", late_interaction=stored)
+
+    weighted, plain, none = manifest({"format": "sign-bits-v2"}), manifest({"format": "sign-bits-v1"}), manifest({})
+    assert default_config(weighted) == SearchConfig(late_depth=LATE_DEPTH, late_weight=1.5)
+    assert default_config(plain) == SearchConfig(late_depth=20, late_weight=0.75)
+    assert default_config(none) == default_config(none, 0) == SearchConfig()  # off
+    assert default_config(weighted, 20) == SearchConfig(late_depth=20, late_weight=1.5)
+    assert default_config(plain, 40) == default_config(none, 40) == SearchConfig(late_depth=40, late_weight=0.75)
+    assert not default_config(weighted, 0).late_interaction
