@@ -22,11 +22,11 @@ from indexer.errors import CorpusError, NewsdeskError
 from indexer.incremental import Spans, article_key, published_spans
 from indexer.ivf import is_ivf
 from indexer.late_interaction import (
-    SIGNS_FORMAT,
     SignSpool,
     TokenEmbedder,
     embed_with_tokens,
     pack_signs,
+    signs_format,
     text_frequencies,
     write_token_signs,
 )
@@ -153,7 +153,7 @@ def published_match(
         and manifest.chunker == (chunker or ChunkerConfig()).to_dict()
         and manifest.lexical == asdict(lexical or LexicalConfig())
         and manifest.faiss_factory == factory
-        and manifest.late_interaction.get("format") == (SIGNS_FORMAT if late_interaction else None)
+        and manifest.late_interaction.get("format") == (signs_format(embedder) if late_interaction else None)
         and manifest.corpus_fingerprint == corpus_fingerprint(list(articles))
     )
     return manifest if same else None

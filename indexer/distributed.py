@@ -50,7 +50,7 @@ from indexer.chunking import Chunk, Chunker, ChunkerConfig, embedding_text
 from indexer.corpus import Article, LoadReport, load_corpus
 from indexer.embedding import Embedder
 from indexer.errors import CorpusError, NewsdeskError
-from indexer.late_interaction import SPOOL_NAME, SignSpool, embed_with_tokens, pack_signs
+from indexer.late_interaction import SignSpool, embed_with_tokens, pack_signs
 from indexer.publish import build_lock, publish
 from indexer.tokens import wordpiece_counter
 from indexer.vector_index import choose_factory
@@ -167,14 +167,18 @@ def ray_build_index(
     tokens = stores_tokens(embedder, late_interaction)
     with build_lock(root):
         build = start_build(root, say)
-        with ray_session(options):
-            chunks, vectors, signs = chunk_and_embed(
-                articles, embedder_factory, embedder.dimension, chunker, options, build, tokens
-            )
-        say(f"Chunked and embedded {len(articles)} articles into {len(chunks)} chunks on Ray")
-        extra = {"engine": "ray", "ray": options.to_dict()}  # embed_actors None: sized to the cluster
-        write_build(build, articles, chunks, vectors, embedder, chunker, lexical, report, extra=extra, signs=signs)
-        (build / SPOOL_NAME).unlink(missing_ok=True)
+        signs = SignSpool(build, 0, embedder.dimension) if tokens else None  # grows as chunks arrive
+        try:
+            with ray_session(options):
+                chunks, vectors = chunk_and_embed(articles, embedder_factory, embedder.dimension, chunker, options,
+                                                  build, signs)
+            say(f"Chunked and embedded {len(articles)} articles into {len(chunks)} chunks on Ray")
+            extra = {"engine": "ray", "ray": options.to_dict()}  # embed_actors None: sized to the cluster
+            write_build(build, articles, chunks, vectors, embedder, chunker, lexical, report, extra=extra,
+                        signs=signs)
+        finally:  # written, or failed: the spool is of no more use
+            if signs is not None:
+                signs.remove()
         publish(root, build)
     seconds = time.perf_counter() - started
     say(f"Published index {build.name} at {root} ({len(articles)} articles, {len(chunks)} chunks) in {seconds:.1f}s")
@@ -189,13 +193,14 @@ def chunk_and_embed(
     chunker: ChunkerConfig,
     options: RayOptions,
     build: Path,
-    tokens: bool = False,
-) -> tuple[list[Chunk], np.ndarray, list[np.ndarray] | None]:
-    """All chunks of `articles` in article order, their vectors and, with `tokens`, their token
-    vectors' sign bits (else None), computed by a Ray Data pipeline.
+    signs: SignSpool | None = None,
+) -> tuple[list[Chunk], np.ndarray]:
+    """All chunks of `articles` in article order and their vectors, computed by a Ray Data
+    pipeline; with `signs` (an empty spool), their token vectors' sign bits too, spooled and
+    then numbered in article order like the chunks.
 
-    Vectors pass through files in the directory `build` (see `vector_buffer`), and so do sign
-    bits (a `SignSpool`; the caller removes it once written). Needs a connected Ray (see `ray_session`).
+    Vectors pass through files in the directory `build` (see `vector_buffer`). Needs a connected
+    Ray (see `ray_session`).
     """
     import ray.data
 
@@ -214,7 +219,7 @@ def chunk_and_embed(
         .map_batches(
             EmbedBatch,
             fn_constructor_kwargs={
-                "factory": embedder_factory, "threads": math.ceil(options.cpus_per_actor), "tokens": tokens,
+                "factory": embedder_factory, "threads": math.ceil(options.cpus_per_actor), "tokens": signs is not None,
             },
             compute=ray.data.ActorPoolStrategy(size=actors),
             batch_size=options.embed_batch_size,
@@ -223,18 +228,17 @@ def chunk_and_embed(
         )
     )
     parts: dict[str, list[np.ndarray]] = {name: [] for name in ("pos", "ordinal", "start", "end")}
-    spool = SignSpool(build, 0, dimension) if tokens else None  # sign bits in the order Ray returned them
     with open(build / ARRIVED_NAME, "wb") as arrived:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             for name, values in parts.items():
                 values.append(np.asarray(batch[name]))
             arrived.write(np.ascontiguousarray(batch["vector"], dtype=np.float32).tobytes())
-            if spool is not None:
+            if signs is not None:  # numbered in the order Ray returns them
                 for packed in batch["signs"]:
-                    spool[len(spool)] = np.frombuffer(packed, dtype=np.uint8).reshape(-1, spool.width)
+                    signs[len(signs)] = np.frombuffer(packed, dtype=np.uint8).reshape(-1, signs.width)
     if not parts["pos"]:
         (build / ARRIVED_NAME).unlink()
-        return [], np.zeros((0, dimension), dtype=np.float32), [] if tokens else None
+        return [], np.zeros((0, dimension), dtype=np.float32)
     pos, ordinal, start, end = (
         np.concatenate(parts[name]).astype(np.int64) for name in ("pos", "ordinal", "start", "end")
     )
@@ -245,9 +249,9 @@ def chunk_and_embed(
         Chunk(articles[p].article_id, o, s, e, articles[p].text[s:e])
         for p, o, s, e in zip(pos.tolist(), ordinal.tolist(), start.tolist(), end.tolist(), strict=True)
     ]
-    # views of the spool in article order (read from disk only when written)
-    signs = [spool[i] for i in order.tolist()] if spool is not None else None
-    return chunks, _reorder(build, order, dimension), signs
+    if signs is not None:
+        signs.renumber(order)
+    return chunks, _reorder(build, order, dimension)
 
 
 def _reorder(build: Path, order: np.ndarray, dimension: int) -> np.ndarray:

@@ -64,11 +64,13 @@ def token_ids(embedder: object, texts: Sequence[str]) -> list[np.ndarray] | None
 def maxsim(query: np.ndarray, passages: Sequence[np.ndarray], weights: np.ndarray | None = None) -> np.ndarray:
     """MaxSim of one query's token vectors [q, d] against each passage's [p_i, d]; 0 for an empty side.
 
-    `weights` (one per query token, not all zero) makes the mean over query tokens a weighted one.
+    `weights` (one per query token, finite, not all zero) makes the mean over query tokens a weighted one.
     """
     if len(query) == 0 or not passages:
         return np.zeros(len(passages), dtype=np.float64)
-    if weights is not None and (len(weights) != len(query) or not np.any(weights > 0)):
+    if weights is not None and (
+        len(weights) != len(query) or not np.all(np.isfinite(weights)) or not np.any(weights > 0)
+    ):
         weights = None
     lengths = [len(p) for p in passages]
     scores = np.zeros(len(passages), dtype=np.float64)
@@ -106,11 +108,19 @@ def document_frequencies(ids_per_chunk: Iterable[np.ndarray], block: int = 10_00
     return np.stack([ids, np.add.reduceat(merged[1, order], first)]).astype(np.int64)
 
 
-def text_frequencies(embedder: object, texts: Sequence[str], block: int = 10_000) -> np.ndarray:
-    """`document_frequencies` of the word pieces of `texts` (tokenised a block at a time); none if the
-    embedder cannot give word-piece ids, and MaxSim is then a plain mean."""
+def text_frequencies(embedder: object, texts: Sequence[str], block: int = 10_000) -> np.ndarray | None:
+    """`document_frequencies` of the word pieces of `texts` (tokenised a block at a time); None if
+    the embedder cannot give word-piece ids, and MaxSim is then a plain mean."""
+    if getattr(embedder, "token_ids", None) is None:
+        return None
     blocks = (token_ids(embedder, texts[start : start + block]) for start in range(0, len(texts), block))
     return document_frequencies(ids for piece_ids in blocks if piece_ids is not None for ids in piece_ids)
+
+
+def signs_format(embedder: object) -> str:
+    """The token-vector format an index built with `embedder` stores: with word-piece frequencies
+    (idf-weighted MaxSim) where it can give word-piece ids."""
+    return SIGNS_FORMAT if getattr(embedder, "token_ids", None) is not None else PLAIN_SIGNS_FORMAT
 
 
 def idf_weights(frequencies: np.ndarray, chunks: int, ids: np.ndarray) -> np.ndarray:
@@ -151,10 +161,11 @@ def unpack_signs(bits: np.ndarray, dimension: int) -> np.ndarray:
 
 
 def write_token_signs(
-    directory: Path, signs: Sequence[np.ndarray] | SignSpool, dimension: int, frequencies: np.ndarray
+    directory: Path, signs: Sequence[np.ndarray] | SignSpool, dimension: int, frequencies: np.ndarray | None
 ) -> dict[str, object]:
     """Store every chunk's packed sign bits (row i of `signs` is chunk i) and the word pieces' chunk
-    frequencies (`document_frequencies`) in `directory`; the manifest's figures."""
+    frequencies (`document_frequencies`; None: there are none, PLAIN_SIGNS_FORMAT) in `directory`;
+    the manifest's figures."""
     width = (dimension + 7) // 8
     offsets = np.zeros(len(signs) + 1, dtype=np.int64)
     np.cumsum([len(s) for s in signs], out=offsets[1:])
@@ -166,8 +177,10 @@ def write_token_signs(
     out.flush()
     del out
     np.save(directory / SIGN_OFFSETS_NAME, offsets)
-    np.save(directory / DF_NAME, np.asarray(frequencies, dtype=np.int64).reshape(2, -1))
-    return {"format": SIGNS_FORMAT, "tokens": int(offsets[-1]), "bytes": int(offsets[-1]) * width}
+    if frequencies is not None:
+        np.save(directory / DF_NAME, np.asarray(frequencies, dtype=np.int64).reshape(2, -1))
+    stored = SIGNS_FORMAT if frequencies is not None else PLAIN_SIGNS_FORMAT
+    return {"format": stored, "tokens": int(offsets[-1]), "bytes": int(offsets[-1]) * width}
 
 
 class SignSpool:
@@ -217,6 +230,11 @@ class SignSpool:
     def __iter__(self) -> Iterator[np.ndarray]:
         return (self[i] for i in range(len(self)))
 
+    def renumber(self, order: np.ndarray) -> None:
+        """Chunk i becomes the chunk numbered order[i] so far (the Ray engine numbers chunks as they
+        arrive, then puts them in article order); nothing is copied."""
+        self.start, self.count = self.start[: self._size][order], self.count[: self._size][order]
+
     def remove(self) -> None:
         """Delete the spool file (once the build has written its token vectors, or failed)."""
         self._file.close()
@@ -224,16 +242,29 @@ class SignSpool:
         self.path.unlink(missing_ok=True)
 
 
+def _valid_frequencies(frequencies: np.ndarray, chunks: int) -> bool:
+    """Integer [2, pieces]: ascending non-negative ids, each held by 1 to `chunks` chunks."""
+    return (
+        frequencies.ndim == 2 and frequencies.shape[0] == 2 and np.issubdtype(frequencies.dtype, np.integer)
+        and not np.any(np.diff(frequencies[0]) <= 0)
+        and (frequencies.shape[1] == 0 or (frequencies[0, 0] >= 0 and frequencies[1].min() >= 1
+                                          and frequencies[1].max() <= chunks))
+    )
+
+
 class TokenSigns:
     """The stored sign bits of an index's chunks, mapped from disk (read only for the passages asked for)."""
 
     def __init__(self, directory: Path, chunks: int, dimension: int, stored_format: str = SIGNS_FORMAT) -> None:
         """`stored_format` is the manifest's: a PLAIN_SIGNS_FORMAT index has no word-piece frequencies."""
+        if stored_format not in (SIGNS_FORMAT, PLAIN_SIGNS_FORMAT):
+            raise CorruptIndex(f"{directory}: the token vectors are stored as {stored_format!r}, which this "
+                               "version of newsdesk cannot read; rebuild the index with `newsdesk index`.")
         try:
             self.bits = np.load(directory / SIGNS_NAME, mmap_mode="r")
             self.offsets = np.load(directory / SIGN_OFFSETS_NAME)
             self.frequencies = np.load(directory / DF_NAME) if stored_format != PLAIN_SIGNS_FORMAT else None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty file
             raise CorruptIndex(
                 f"{directory}: the stored token vectors cannot be read ({exc}); rebuild the index."
             ) from None
@@ -242,9 +273,7 @@ class TokenSigns:
             or self.offsets[0] != 0 or self.offsets[-1] != len(self.bits) or np.any(np.diff(self.offsets) < 0)
         ):
             raise CorruptIndex(f"{directory}: the stored token vectors do not match the index's chunks; rebuild it.")
-        if self.frequencies is not None and (
-            self.frequencies.ndim != 2 or self.frequencies.shape[0] != 2 or np.any(np.diff(self.frequencies[0]) <= 0)
-        ):
+        if self.frequencies is not None and not _valid_frequencies(self.frequencies, chunks):
             raise CorruptIndex(f"{directory}: the stored word-piece frequencies are damaged; rebuild the index.")
         self.dimension = dimension
         self.chunks = chunks

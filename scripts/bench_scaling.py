@@ -110,8 +110,8 @@ def bench_build(args: argparse.Namespace) -> dict[str, object]:
         spill.mkdir(parents=True, exist_ok=True)
         with ray_session(options):
             ready, workers_cpu, driver_cpu = time.perf_counter(), ray_worker_cpu_seconds(), time.process_time()
-            ray_chunks, ray_vectors, _ = chunk_and_embed(articles, SentenceTransformerEmbedder, MINILM_DIMENSION,
-                                                         config, options, spill)  # no token vectors, as measured
+            ray_chunks, ray_vectors = chunk_and_embed(articles, SentenceTransformerEmbedder, MINILM_DIMENSION,
+                                                      config, options, spill)  # no token vectors, as measured
             done = time.perf_counter()
             cpu = ray_worker_cpu_seconds() - workers_cpu + time.process_time() - driver_cpu
         same = [(c.article_id, c.ordinal, c.start, c.end) for c in ray_chunks] == [

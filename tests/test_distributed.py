@@ -149,6 +149,20 @@ def test_batches_returned_out_of_order_are_put_back_in_article_order(tmp_path: P
         assert (ray.path / name).read_bytes() == (local.path / name).read_bytes(), name
 
 
+def test_a_failed_ray_build_leaves_no_spool_of_sign_bits(tmp_path: Path, ray_cluster: None,
+                                                         monkeypatch: pytest.MonkeyPatch):
+    spooled = []
+
+    def lost(pos, ordinal):  # type: ignore[no-untyped-def]
+        spooled.extend((tmp_path / "ray").rglob(SPOOL_NAME))  # every batch is in, the spool with it
+        raise NewsdeskError("chunks were lost")
+
+    monkeypatch.setattr(distributed, "_check_complete", lost)
+    with pytest.raises(NewsdeskError, match="lost"):
+        ray_build_index(synthetic_articles(4), tmp_path / "ray", FakeEmbedder, OPTIONS)
+    assert spooled and not any(path.exists() for path in spooled)
+
+
 def test_the_ray_engine_can_leave_token_vectors_out(tmp_path: Path, ray_cluster: None):
     articles = synthetic_articles(6)
     local = build_index(articles, tmp_path / "local", FakeEmbedder(), progress=False, late_interaction=False)

@@ -71,9 +71,9 @@ def test_weighted_maxsim_counts_each_query_token_by_its_weight():
     holds_second = _unit([[0, 1, 0]])
     rare_first = np.array([3.0, 1.0])
     np.testing.assert_allclose(maxsim(query, [holds_first, holds_second], rare_first), [0.75, 0.25], rtol=1e-6)
-    # equal weights are the plain mean; unusable weights (all zero, wrong length) fall back to it
+    # equal weights are the plain mean; unusable weights (all zero, wrong length, not finite) fall back to it
     plain = maxsim(query, [holds_first, holds_second])
-    for weights in (np.array([2.0, 2.0]), np.zeros(2), np.ones(3)):
+    for weights in (np.array([2.0, 2.0]), np.zeros(2), np.ones(3), np.array([np.nan, 1.0])):
         np.testing.assert_allclose(maxsim(query, [holds_first, holds_second], weights), plain, rtol=1e-6)
 
 
@@ -139,4 +139,7 @@ def test_a_sign_spool_grows_for_chunks_numbered_as_they_arrive(tmp_path):
         np.testing.assert_array_equal(got, want)
     with pytest.raises(IndexError):
         spool[5]
+    spool.renumber(np.array([4, 0, 3, 1, 2]))  # the Ray engine puts them in article order
+    for got, want in zip(spool, [arrived[i] for i in (4, 0, 3, 1, 2)], strict=True):
+        np.testing.assert_array_equal(got, want)
     spool.remove()

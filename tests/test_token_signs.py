@@ -13,7 +13,15 @@ from indexer.chunking import embedding_text
 from indexer.corpus import load_corpus
 from indexer.embedding import FakeEmbedder
 from indexer.errors import CorruptIndex, NewsdeskError
-from indexer.late_interaction import DF_NAME, SIGNS_NAME, SPOOL_NAME, pack_signs, unpack_signs
+from indexer.late_interaction import (
+    DF_NAME,
+    PLAIN_SIGNS_FORMAT,
+    SIGNS_NAME,
+    SPOOL_NAME,
+    pack_signs,
+    unpack_signs,
+)
+from indexer.manifest import Manifest
 from indexer.publish import current_build
 from indexer.search import LATE_DEPTH, SearchConfig, SearchIndex
 from tests.conftest import SEED_CORPUS
@@ -154,21 +162,50 @@ def test_an_embedder_without_token_vectors_cannot_build_one(tmp_path: Path):
         build_index(load_corpus(SEED_CORPUS)[0], tmp_path, PooledOnly(), progress=False, late_interaction=True)
 
 
-@pytest.mark.parametrize("damage", ["missing", "truncated", "other-width", "frequencies"])
+@pytest.mark.parametrize("damage", ["missing", "truncated", "empty", "other-width", "frequencies-order",
+                                    "frequencies-empty", "frequencies-negative", "frequencies-over", "format"])
 def test_damaged_token_vectors_are_refused_with_rebuild(tmp_path: Path, damage: str):
+    import json
+
     root = tmp_path / "idx"
     build_index(load_corpus(SEED_CORPUS)[0], root, FakeEmbedder(), progress=False, late_interaction=True)
-    path = current_build(root) / SIGNS_NAME
-    if damage == "frequencies":
-        np.save(current_build(root) / DF_NAME, np.array([[3, 2, 1], [1, 1, 1]]))  # ids out of order
+    build = current_build(root)
+    path, frequencies = build / SIGNS_NAME, np.load(build / DF_NAME)
+    chunks = Manifest.read(build).counts["chunks"]
+    if damage == "frequencies-order":
+        np.save(build / DF_NAME, np.array([[3, 2, 1], [1, 1, 1]]))
+    elif damage == "frequencies-empty":
+        (build / DF_NAME).write_bytes(b"")
+    elif damage in ("frequencies-negative", "frequencies-over"):  # idf would be NaN, or negative
+        frequencies[1, 0] = -1 if damage == "frequencies-negative" else chunks + 1
+        np.save(build / DF_NAME, frequencies)
     elif damage == "missing":
         path.unlink()
     elif damage == "truncated":
         path.write_bytes(path.read_bytes()[:200])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "format":  # written by a later release
+        manifest = json.loads((build / "manifest.json").read_text())
+        manifest["late_interaction"]["format"] = "sign-bits-v9"
+        (build / "manifest.json").write_text(json.dumps(manifest))
     else:
         np.save(path, np.zeros((10, 3), dtype=np.uint8))
     with pytest.raises(CorruptIndex, match="rebuild"):
         SearchIndex.load(root, FakeEmbedder())
+
+
+def test_an_embedder_without_word_piece_ids_stores_the_plain_format(tmp_path: Path):
+    class NoIds(FakeEmbedder):
+        token_ids = None  # token vectors, but no ids to count: MaxSim can only be a plain mean
+
+    root = tmp_path / "idx"
+    first = build_index(load_corpus(SEED_CORPUS)[0], root, NoIds(), progress=False)
+    assert Manifest.read(first.path).late_interaction["format"] == PLAIN_SIGNS_FORMAT
+    assert not (first.path / DF_NAME).exists()
+    index = SearchIndex.load(root, NoIds())
+    assert index.config == SearchConfig(late_depth=20, late_weight=0.75) and index.search(QUERY, k=3)
+    assert index_corpus(SEED_CORPUS, root, NoIds(), progress=False).index_id == first.index_id  # up to date
 
 
 def test_a_write_through_the_api_keeps_the_token_vectors(tmp_path: Path):
