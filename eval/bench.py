@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,7 +45,7 @@ class ModeRun:
 
     label: str
     mode: str
-    config: SearchConfig = field(default_factory=SearchConfig)
+    config: SearchConfig | None = None  # None: the index's defaults, as the service searches it
 
 
 @dataclass
@@ -111,19 +111,20 @@ def parse_fusion(spec: str) -> SearchConfig:
 
 
 def plan_runs(modes: Sequence[str], fusions: Sequence[SearchConfig]) -> list[ModeRun]:
-    """One run per mode; hybrid once per fusion setting (labelled by it when there are several)."""
+    """One run per mode; hybrid once per fusion setting (labelled by it when there are several), or
+    with the index's defaults when none is given."""
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise NewsdeskError(f"Unknown mode(s) {', '.join(unknown) or '(none)'}; use: {', '.join(MODES)}.")
     if fusions and "hybrid" not in modes:
         raise NewsdeskError("--fusion applies to hybrid search only; add hybrid to --modes or leave --fusion out.")
-    fusions = list({fusion_spec(c): c for c in fusions}.values()) or [SearchConfig()]  # each setting once
+    fusions = list({fusion_spec(c): c for c in fusions}.values())  # each setting once
     runs: list[ModeRun] = []
     for mode in dict.fromkeys(modes):
         if mode != "hybrid":
             runs.append(ModeRun(mode, mode))
-        elif len(fusions) == 1:
-            runs.append(ModeRun("hybrid", "hybrid", fusions[0]))
+        elif len(fusions) <= 1:
+            runs.append(ModeRun("hybrid", "hybrid", fusions[0] if fusions else None))
         else:
             runs.extend(ModeRun(f"hybrid[{fusion_spec(c)}]", "hybrid", c) for c in fusions)
     return runs
@@ -306,7 +307,8 @@ def run_bench(
         root = index_dir if index_dir is not None else Path(scratch) / "index"
         stats = ensure_index(dataset, root, embedder, rebuild, progress, say, late_interaction)
         manifest = Manifest.read(current_build(root))
-        runs = [replace(run, config=default_config(manifest)) if run.config == SearchConfig() else run for run in runs]
+        # An explicit --fusion is searched as given: "additive:1" is the default without late interaction.
+        runs = [replace(run, config=default_config(manifest)) if run.config is None else run for run in runs]
         results: dict[str, dict[str, object]] = {}
         runs_settings: dict[str, dict[str, object]] = {}
         vectors = CachedQueryEmbedder(embedder)

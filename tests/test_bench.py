@@ -115,6 +115,17 @@ def test_bench_fusion_sweep(dataset: Path, tmp_path: Path, fake_model, capsys):
     assert report["settings"]["runs"]["hybrid[convex:0.3]"]["fusion"] == "convex:0.3"
 
 
+def test_an_explicit_fusion_is_searched_as_given_and_none_means_the_index_defaults(
+    dataset: Path, tmp_path: Path, fake_model, capsys
+):
+    common = ["--dataset", str(dataset), "--modes", "hybrid", "--index-dir", str(tmp_path / "idx"),
+              "--out", str(tmp_path / "r"), "--no-progress"]
+    default, _ = bench(common, capsys)  # FakeEmbedder gives token vectors: the index stores them
+    assert default["settings"]["runs"]["hybrid"]["fusion"] == f"additive:1+late:1.5:{LATE_DEPTH}"
+    plain, _ = bench([*common, "--fusion", "additive:1"], capsys)  # equal to SearchConfig(), yet asked for
+    assert plain["settings"]["runs"]["hybrid"]["fusion"] == "additive:1"
+
+
 def test_cached_query_embedder_matches_its_model():
     inner = FakeEmbedder()
     cached = CachedQueryEmbedder(inner)
