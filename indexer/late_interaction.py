@@ -111,10 +111,11 @@ def document_frequencies(ids_per_chunk: Iterable[np.ndarray], block: int = 10_00
 def text_frequencies(embedder: object, texts: Sequence[str], block: int = 10_000) -> np.ndarray | None:
     """`document_frequencies` of the word pieces of `texts` (tokenised a block at a time); None if
     the embedder cannot give word-piece ids, and MaxSim is then a plain mean."""
-    if getattr(embedder, "token_ids", None) is None:
+    ids_of = getattr(embedder, "token_ids", None)
+    if ids_of is None:
         return None
-    blocks = (token_ids(embedder, texts[start : start + block]) for start in range(0, len(texts), block))
-    return document_frequencies(ids for piece_ids in blocks if piece_ids is not None for ids in piece_ids)
+    blocks = (ids_of(texts[start : start + block]) for start in range(0, len(texts), block))
+    return document_frequencies(ids for piece_ids in blocks for ids in piece_ids)
 
 
 def signs_format(embedder: object) -> str:
